@@ -1,0 +1,88 @@
+"""The one LightningModule: wraps any network from mnistlab.models with loss, metrics and optimizers."""
+
+import math
+from typing import Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from mnistlab.ema import EMA
+from mnistlab.models.init import init_weights
+from mnistlab.models.normalize import Normalize
+
+# Keys of a model config that configure training rather than the network's constructor.
+TRAINING_KEYS = ("l2", "init", "init_std", "init_bias")
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy classifier; all arguments are plain dicts and numbers (checkpoints load weights-only).
+
+    model: the model config (`_target_` network plus l2 and init keys); optimizer and scheduler:
+    partial factories as in conf/; ema: {enabled, decay}; mean/std: input normalisation, folded in.
+    """
+
+    def __init__(self, model: dict, optimizer: dict, scheduler: Optional[dict] = None,
+                 ema: Optional[dict] = None, mean: float = 0.1307, std: float = 0.3081):
+        super().__init__()
+        self.save_hyperparameters()
+        network = instantiate({k: v for k, v in model.items() if k not in TRAINING_KEYS}, _convert_="all")
+        init_weights(network, model.get("init", "default"), model.get("init_std", 0.1),
+                     model.get("init_bias", 0.0))
+        self.net = nn.Sequential(Normalize(mean, std), network)
+        self.l2 = model.get("l2", 0.0)
+        self.weights = [p for p in network.parameters() if p.ndim > 1]  # biases and BN excluded
+        self.ema = EMA(self.net, ema["decay"]) if ema and ema.get("enabled") else None
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(model.get("num_classes", 10),
+                                                                          average="micro") for _ in range(3))
+
+    @property
+    def inference_net(self) -> nn.Module:
+        """What evaluation, checkpoints' users and exports run: the EMA weights when enabled."""
+        return self.ema.net if self.ema is not None else self.net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for float images (N, 1, 28, 28) with pixels in [0, 1]."""
+        return self.inference_net(x)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self.net(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
+        if self.l2:
+            loss = loss + self.l2 * 0.5 * sum(w.square().sum() for w in self.weights)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update(self.net, self.global_step)
+
+    def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
+        images, labels = batch
+        logits = self.inference_net(images)
+        accuracy.update(logits, labels)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), prog_bar=True, sync_dist=True,
+                 batch_size=len(labels))
+        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self.evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self.evaluate(batch, "test", self.test_acc)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, _convert_="all")(params=self.net.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        batches = len(self.trainer.datamodule.train_dataloader())
+        steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
+        scheduler = instantiate(self.hparams.scheduler, _convert_="all")(
+            optimizer, steps_per_epoch=steps_per_epoch, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,57 @@
+"""Run a Hydra entry point and turn bad input into one clear line on stderr."""
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from mnistlab.errors import UserError
+
+EXIT_BAD_INPUT = 2
+
+
+def fold(text: str) -> str:
+    """Hydra and OmegaConf messages span lines (option lists, full_key, search path): make one."""
+    text = text.split("Config search path")[0]
+    folded, in_list = "", False
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line or line.startswith(("full_key:", "object_type", "reference_type")):
+            continue
+        if not folded:
+            folded = line
+        elif folded.endswith(":"):
+            folded, in_list = f"{folded} {line}", True
+        elif in_list:
+            folded = f"{folded}, {line}"
+        else:
+            folded = f"{folded}{'' if folded.endswith('.') else '.'} {line}"
+    return folded
+
+
+def one_line(err: BaseException) -> str:
+    parts = [fold(str(exc)) for exc in (err, err.__cause__) if exc is not None]
+    return ": ".join(dict.fromkeys(part for part in parts if part))
+
+
+def bad_input_types() -> tuple:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return (UserError, HydraException, OmegaConfBaseException)
+
+
+@contextmanager
+def exit_on_bad_input() -> Iterator[None]:
+    """Bad input becomes `error: <one line>` on stderr and exit code 2 (SystemExit passes through Hydra)."""
+    try:
+        yield
+    except bad_input_types() as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def run(main: Callable[[], object]) -> None:
+    """Call a `@hydra.main` function whose task body also runs under exit_on_bad_input."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us, not Hydra's report
+    with exit_on_bad_input():
+        main()

@@ -1,0 +1,99 @@
+"""MNIST as a LightningDataModule holding each split as one uint8 tensor on the training device."""
+
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import torch
+
+from mnistlab.data.batches import TensorBatches
+from mnistlab.data.idx import read_idx
+from mnistlab.errors import DataError
+
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def download_missing(raw_dir: Path) -> None:
+    """torchvision's mirrors and MD5 checksums fetch and verify whatever is missing."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import download_url
+
+    for filename, md5 in MNIST.resources:
+        for mirror in MNIST.mirrors:
+            if (raw_dir / filename).exists():
+                break
+            try:
+                download_url(mirror + filename, str(raw_dir), filename=filename, md5=md5)
+            except Exception:  # a dead mirror or no network: try the next, report below
+                (raw_dir / filename).unlink(missing_ok=True)
+
+
+class MNISTDataModule(L.LightningDataModule):
+    def __init__(self, data_dir: str = "data", batch_size: int = 128, eval_batch_size: int = 1000,
+                 val_size: int = 5000, download: bool = True, seed: Optional[int] = None):
+        super().__init__()
+        self.raw_dir = Path(data_dir) / "MNIST" / "raw"
+        self.data_dir = data_dir
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.download = val_size, download
+        self.seed = seed if seed is not None else int(torch.randint(2**31, ()).item())
+        self.splits: dict = {}
+
+    def missing_files(self) -> list:
+        return [name for pair in FILES.values() for name in pair if not (self.raw_dir / name).exists()]
+
+    def prepare_data(self) -> None:
+        if self.missing_files() and self.download:
+            download_missing(self.raw_dir)
+        missing = self.missing_files()
+        if missing:
+            raise DataError(
+                f"MNIST not found: {', '.join(missing)} missing in {self.raw_dir}/"
+                f"{' and the download failed (offline?)' if self.download else ''}. "
+                f"Put the four .gz files in <data_dir>/MNIST/raw/, or point data.data_dir at a folder "
+                f"that has them, e.g. data.data_dir=../shared/data"
+            )
+
+    def load(self, split: str) -> tuple:
+        images, labels = (read_idx(self.raw_dir / name) for name in FILES[split])
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{self.raw_dir}: {split} images {tuple(images.shape)} do not match "
+                            f"labels {tuple(labels.shape)}")
+        return images, labels.long()
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.splits:
+            return
+        self.prepare_data()  # a no-op when the files are there; gives the clear message when not
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images, labels = self.load("train")
+        if self.val_size >= len(labels):
+            raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
+        v = self.val_size  # validation is the first val_size images, as TF's input_data did
+        test_images, test_labels = self.load("test")
+        self.splits = {
+            "train": (images[v:].to(device), labels[v:].to(device)),
+            "val": (images[:v].to(device), labels[:v].to(device)),
+            "test": (test_images.to(device), test_labels.to(device)),
+        }
+
+    def batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return TensorBatches(*self.splits[split], batch_size=batch_size, shuffle=shuffle,
+                             seed=self.seed, rank=rank, world_size=world)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self.batches("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.batches("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self.batches("test", self.eval_batch_size, shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch  # uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], on the device
+        return images.unsqueeze(1).float().div_(255), labels

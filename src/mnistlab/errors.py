@@ -1,0 +1,13 @@
+"""Errors that mean "the user asked for something wrong": the CLI prints them as one line."""
+
+
+class UserError(Exception):
+    """Bad input: printed as a one-line message, exit code 2, no traceback."""
+
+
+class ConfigError(UserError):
+    """A config value out of its allowed range."""
+
+
+class DataError(UserError):
+    """MNIST files missing, unreadable or corrupt."""

@@ -1,0 +1,73 @@
+"""The training task behind train.py: fit, test the best checkpoint, print a summary."""
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.schema import validate
+
+log = logging.getLogger(__name__)
+
+
+def build_all(cfg: DictConfig, target_key: str) -> list:
+    """Instantiate each entry of a dict-of-configs group (callbacks, logger); null entries are off."""
+    from hydra.utils import instantiate
+
+    group = cfg.get(target_key) or {}
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    validate(cfg)  # every range check, before anything heavy happens
+    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning's own, on torch >= 2.9
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
+
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    from mnistlab.classifier import Classifier
+    from mnistlab.data.mnist import MNISTDataModule
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.seed is not None:  # seed 0 is a seed too
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data_cfg = plain(cfg.data)
+    mean, std = data_cfg.pop("mean"), data_cfg.pop("std")
+    datamodule = MNISTDataModule(**data_cfg, seed=cfg.seed)
+    datamodule.prepare_data()  # the missing-data message comes before any model is built
+
+    model = Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer),
+                       scheduler=plain(cfg.scheduler) or None, ema=plain(cfg.ema), mean=mean, std=std)
+    trainer = instantiate(cfg.trainer, callbacks=build_all(cfg, "callbacks"), logger=build_all(cfg, "logger"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.interrupted:
+        log.warning("training was interrupted: testing the checkpoints saved so far")
+
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    if best:
+        metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+
+    if trainer.is_global_zero:
+        run_dir = os.path.relpath(cfg.paths.output_dir)
+        tested = os.path.relpath(best) if best else "the final weights"
+        print(f"\ntest/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  "
+              f"(val/acc {metrics.get('val/acc', float('nan')):.4f}; tested {tested})")
+        print(f"run saved in {run_dir}")
+        Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,72 @@
+import gzip
+
+import pytest
+import torch
+
+from conftest import N_TEST, N_TRAIN, VAL_SIZE, write_mnist
+from mnistlab.data.batches import EpochPermutation, TensorBatches
+from mnistlab.data.idx import read_idx
+from mnistlab.data.mnist import MNISTDataModule
+from mnistlab.errors import DataError
+
+
+def test_splits_come_from_the_idx_files(mnist_dir):
+    dm = MNISTDataModule(str(mnist_dir), batch_size=32, val_size=VAL_SIZE, download=False, seed=0)
+    dm.setup()
+    images = read_idx(mnist_dir / "MNIST/raw/train-images-idx3-ubyte.gz")
+    train_x, _ = dm.splits["train"]
+    val_x, _ = dm.splits["val"]
+    assert images.shape == (N_TRAIN, 28, 28) and images.dtype == torch.uint8
+    assert torch.equal(val_x, images[:VAL_SIZE]) and torch.equal(train_x, images[VAL_SIZE:])
+    assert len(dm.splits["test"][1]) == N_TEST
+    x, y = next(iter(dm.train_dataloader()))
+    x, y = dm.on_after_batch_transfer((x, y), 0)
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.dtype == torch.int64
+
+
+def test_epoch_permutation_is_seeded_per_epoch():
+    a, b = EpochPermutation(100, seed=3), EpochPermutation(100, seed=3)
+    first = a.indices()
+    assert torch.equal(first, b.indices())
+    a.set_epoch(1)
+    assert not torch.equal(first, a.indices())
+    assert sorted(a.indices().tolist()) == list(range(100))
+
+
+def test_ddp_shards_are_disjoint_and_equal():
+    labels = torch.arange(103)
+    images = torch.zeros(103, 28, 28, dtype=torch.uint8)
+    seen = []
+    for rank in range(2):
+        shard = TensorBatches(images, labels, 10, shuffle=True, seed=1, rank=rank, world_size=2)
+        seen.append(torch.cat([y for _, y in shard]))
+    assert len(seen[0]) == len(seen[1]) == 51
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+    ordered = [torch.cat([y for _, y in TensorBatches(images, labels, 10, shuffle=False, rank=r, world_size=2)])
+               for r in range(2)]
+    assert torch.equal(torch.cat(ordered), labels)  # evaluation sees every image once
+
+
+def test_missing_files_without_download(tmp_path):
+    dm = MNISTDataModule(str(tmp_path), download=False)
+    with pytest.raises(DataError, match=r"MNIST/raw/.*data\.data_dir="):
+        dm.prepare_data()
+
+
+def test_offline_download_fails_with_clear_message(tmp_path, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
+    dm = MNISTDataModule(str(tmp_path), download=True)
+    with pytest.raises(DataError, match="download failed") as err:
+        dm.prepare_data()
+    assert "\n" not in str(err.value)
+
+
+def test_corrupt_file_is_reported(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "MNIST/raw/train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\x02\x58" + b"\x01" * 10))  # says 600, has 10
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from mnistlab.ema import EMA
+from mnistlab.models.cnn import CNN
+from mnistlab.models.lstm import RowLSTM
+from mnistlab.models.mlp import MLP
+from mnistlab.models.softmax import SoftmaxRegression
+from mnistlab.schedulers import exponential_decay
+
+NETS = [
+    SoftmaxRegression(),
+    MLP(hidden=[500]),
+    MLP(hidden=[64, 32], dropout=0.2),
+    CNN(),
+    CNN(channels=[8, 16, 16], kernel_size=3, fc_size=32, batch_norm=True),
+    RowLSTM(),
+    RowLSTM(input_proj=64, forget_bias=1.0),
+    RowLSTM(hidden_size=16, cell="gru", num_layers=2, bidirectional=True),
+]
+
+
+@pytest.mark.parametrize("net", NETS, ids=lambda n: type(n).__name__)
+def test_networks_map_images_to_ten_logits(net):
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_tutorial_cnn_shape():
+    cnn = CNN()
+    convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in cnn.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 32, (5, 5)), (32, 64, (5, 5))]
+    assert [(l.in_features, l.out_features) for l in linears] == [(7 * 7 * 64, 1024), (1024, 10)]
+
+
+def test_dropout_only_while_training():
+    cnn = CNN(dropout=0.5)
+    x = torch.rand(4, 1, 28, 28)
+    cnn.eval()
+    assert torch.equal(cnn(x), cnn(x))
+    cnn.train()
+    assert not torch.equal(cnn(x), cnn(x))
+
+
+def test_forget_bias_sums_to_value():
+    lstm = RowLSTM(hidden_size=8, forget_bias=1.0)
+    total = lstm.rnn.bias_ih_l0 + lstm.rnn.bias_hh_l0
+    assert torch.allclose(total[8:16], torch.ones(8))
+    assert lstm.proj.__class__.__name__ == "Identity"
+    assert RowLSTM(input_proj=64).rnn.input_size == 64
+
+
+def test_ema_follows_tf_warmup():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.99)
+    start = ema.net.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net, num_updates=0)  # decay = min(0.99, 1/10) = 0.1
+    assert torch.allclose(ema.net.weight, 0.1 * start + 0.9 * net.weight)
+    assert not ema.net.weight.requires_grad
+
+
+def test_exponential_decay_staircase():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.8)
+    sched = exponential_decay(opt, steps_per_epoch=550, total_steps=10_000, rate=0.99)
+    lrs = []
+    for _ in range(1101):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == lrs[549] == pytest.approx(0.8)
+    assert lrs[550] == pytest.approx(0.8 * 0.99) and lrs[1100] == pytest.approx(0.8 * 0.99**2)
+    smooth = exponential_decay(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 100,
+                               rate=0.5, decay_steps=2, staircase=False)
+    assert smooth.lr_lambdas[0](1) == pytest.approx(0.5**0.5)

@@ -1,0 +1,20 @@
+"""Train, validate and test an MNIST classifier: python train.py model=cnn [key=value ...]."""
+
+import hydra
+
+from mnistlab.cli import exit_on_bad_input, run
+from mnistlab.schema import register_schemas
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg):
+    from mnistlab.train import train  # torch and Lightning load here, not for --help or --cfg
+
+    with exit_on_bad_input():
+        return train(cfg)
+
+
+if __name__ == "__main__":
+    run(main)
