@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnistlab.ema import EMA
@@ -38,6 +39,7 @@ class Classifier(L.LightningModule):
         self.ema = EMA(self.net, ema["decay"]) if ema and ema.get("enabled") else None
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(model.get("num_classes", 10),
                                                                           average="micro") for _ in range(3))
+        self.train_loss = MeanMetric(nan_strategy="disable")  # an object, so a resumed epoch keeps its average
 
     @property
     def inference_net(self) -> nn.Module:
@@ -53,15 +55,17 @@ class Classifier(L.LightningModule):
         logits = self.net(images)
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.train_loss(loss.detach(), len(labels))
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
         if self.l2:
             loss = loss + self.l2 * 0.5 * sum(w.square().sum() for w in self.weights)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update(self.net, self.global_step)
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # here, not in on_train_batch_end: step checkpoints are saved before that
+            self.ema.update(self.net, self.global_step + 1)  # the step count is raised after this hook
 
     def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
         images, labels = batch

@@ -197,6 +197,7 @@ class TrainConfig:
     seed: Optional[int] = 42
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (all cores)
     ckpt_path: Optional[str] = None
+    resume: Optional[str] = None  # a run directory: continue it (see mnistlab.resume)
 
     def __post_init__(self) -> None:
         require(self.threads is None or self.threads > 0, "threads", "must be null or a positive integer",

@@ -3,6 +3,8 @@
 import json
 import logging
 import os
+import signal
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,8 +27,19 @@ def plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
+def stopped(signum: int, what: str, cfg: DictConfig) -> None:
+    """Ctrl-C or SIGTERM: say how to continue, exit 128 + signal number as a shell would."""
+    run_dir = os.path.relpath(cfg.paths.output_dir)
+    print(f"\nstopped by {signal.Signals(signum).name}: {what}\ncontinue with: python train.py resume={run_dir}",
+          file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    from mnistlab.resume import resumed_config
+
+    cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
     validate(cfg)  # every range check, before anything heavy happens
     warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning's own, on torch >= 2.9
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
@@ -35,8 +48,12 @@ def train(cfg: DictConfig) -> dict:
     import torch
     from hydra.utils import instantiate
 
+    from mnistlab.checkpoints import load_checkpoint
     from mnistlab.classifier import Classifier
+    from mnistlab.csv_logger import CSVLogger
     from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.resume_state import ResumeState
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -50,8 +67,21 @@ def train(cfg: DictConfig) -> dict:
 
     model = Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer),
                        scheduler=plain(cfg.scheduler) or None, ema=plain(cfg.ema), mean=mean, std=std)
-    trainer = instantiate(cfg.trainer, callbacks=build_all(cfg, "callbacks"), logger=build_all(cfg, "logger"))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    loggers = build_all(cfg, "logger")
+    if cfg.ckpt_path is not None:  # refuses an unsafe file with a clear message before Lightning sees it
+        resume_step = int(load_checkpoint(cfg.ckpt_path, mmap=True).get("global_step", 0))
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                logger.resume_step = resume_step
+    stopper = SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints"))
+    callbacks = build_all(cfg, "callbacks") + [ResumeState(), stopper]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except Interrupted as stop:
+        stopped(stop.signum, f"checkpoint of step {stop.step} saved in {os.path.relpath(stop.path)}", cfg)
+    if stopper.signum is not None:  # the signal came after the last training batch
+        stopped(stopper.signum, "training had finished; the test was skipped", cfg)
     if trainer.interrupted:
         log.warning("training was interrupted: testing the checkpoints saved so far")
 
@@ -60,7 +90,7 @@ def train(cfg: DictConfig) -> dict:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if best:
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
-    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
 
     if trainer.is_global_zero:
