@@ -62,6 +62,7 @@ def train(cfg: DictConfig) -> dict:
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+    metrics["step"] = trainer.global_step
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)
