@@ -274,7 +274,7 @@ def write_job(sweep_dir, name, overrides, status, metrics=None, error=None, seco
         (job / "job.json").write_text(json.dumps({**record, **({"error": error} if error else {})}))
 
 
-def test_summary_rebuilds_any_sweep(tmp_path, capsys):
+def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
     from mnistlab.summary import main
 
     sweep = tmp_path / "sweep"
@@ -304,6 +304,13 @@ def test_summary_rebuilds_any_sweep(tmp_path, capsys):
 
     main([str(sweep), "--metric", "test/acc", "--direction", "minimize"])
     assert [r["job"] for r in read_summary(sweep)][:2] == ["0", "2"]
+
+    monkeypatch.setattr("mnistlab.summary.CONSOLE_ROWS", 2)  # a long sweep: the console gets the best rows
+    capsys.readouterr()
+    main([str(sweep)])
+    printed = capsys.readouterr().out
+    assert "| 0 | ok |" in printed and "| 10 |" not in printed and "... 3 more rows in summary.md" in printed
+    assert len(read_summary(sweep)) == 5
 
 
 def test_summary_of_a_folder_without_jobs_is_one_line(tmp_path):

@@ -20,6 +20,7 @@ from mnistlab.sweep_records import PRUNING_OVERRIDE, RECORD, STATUSES, finite, r
 
 CSV_FILE, MARKDOWN_FILE, PLOT_FILE = "summary.csv", "summary.md", "summary.png"
 REPORTED = ("val/acc", "test/acc")
+CONSOLE_ROWS = 30  # the best ones; the files hold every row
 
 
 def natural(text: str) -> tuple:
@@ -230,12 +231,13 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
 
     counts = ", ".join(f"{sum(job.status == s for job in jobs)} {s}" for s in STATUSES if any(job.status == s for job in jobs))
     order = "highest" if direction == "maximize" else "lowest"
-    text = (f"Sweep {sweep_dir}: {len(jobs)} jobs ({counts}), sorted by {metric}, {order} first\n"
-            + (f"Same in every job: {' '.join(f'{k}={v}' for k, v in fixed.items())}\n" if fixed else "")
-            + "\n" + markdown(rows, params) + "\n")
-    (sweep_dir / MARKDOWN_FILE).write_text(text)
+    header = (f"Sweep {sweep_dir}: {len(jobs)} jobs ({counts}), sorted by {metric}, {order} first\n"
+              + (f"Same in every job: {' '.join(f'{k}={v}' for k, v in fixed.items())}\n" if fixed else "") + "\n")
+    (sweep_dir / MARKDOWN_FILE).write_text(header + markdown(rows, params) + "\n")
     plotted = plot(jobs, params, metric, direction, sweep_dir.name, sweep_dir / PLOT_FILE)
-    print("\n" + text)
+    more = len(rows) - CONSOLE_ROWS
+    print("\n" + header + markdown(rows[:CONSOLE_ROWS], params)
+          + (f"\n... {more} more rows in {MARKDOWN_FILE}" if more > 0 else "") + "\n")
     written = [CSV_FILE, MARKDOWN_FILE] + ([PLOT_FILE] if plotted else [])
     print(f"summary written to {sweep_dir}/: {', '.join(written)}"
           + ("" if plotted else f" (no plot: no job has {metric})"), flush=True)

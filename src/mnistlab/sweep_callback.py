@@ -8,6 +8,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnistlab.errors import UserError
 from mnistlab.sweep_records import write_record
 
 log = logging.getLogger(__name__)
@@ -39,5 +40,8 @@ class SweepSummary(Callback):
         from mnistlab.summary import summarize
 
         sweeper = config.hydra.sweeper
-        summarize(Path(config.hydra.sweep.dir), metric=sweeper.get("metric") or "val/acc",
-                  direction=sweeper.get("direction") or "maximize")
+        try:
+            summarize(Path(config.hydra.sweep.dir), metric=sweeper.get("metric") or "val/acc",
+                      direction=sweeper.get("direction") or "maximize")
+        except UserError as err:  # e.g. no job ran: the sweep itself did not fail
+            print(f"[sweep] no summary: {err}", flush=True)
