@@ -112,9 +112,11 @@ class LSTMConfig(ModelConfig):
     num_layers: int = 1
     bidirectional: bool = False
     forget_bias: Optional[float] = None
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_dropout("model.dropout", self.dropout)
         require(self.hidden_size > 0, "model.hidden_size", "must be a positive integer", self.hidden_size)
         require(self.input_proj is None or self.input_proj > 0, "model.input_proj",
                 "must be null or a positive integer", self.input_proj)

@@ -37,9 +37,12 @@ def train(cfg: DictConfig) -> dict:
 
     from mnistlab.classifier import Classifier
     from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.parallel import default_threads
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
+    if threads is not None:
+        torch.set_num_threads(threads)
+    log.info(f"torch CPU threads: {torch.get_num_threads()}")
     if cfg.seed is not None:  # seed 0 is a seed too
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
