@@ -4,7 +4,7 @@ import sys
 
 import hydra
 
-from mnistlab.cli import exit_on_bad_input, run
+from mnistlab.cli import exit_on_bad_input, run, task_errors
 from mnistlab.runs import continue_in_run_dir
 from mnistlab.schema import register_schemas
 
@@ -15,7 +15,7 @@ register_schemas()
 def main(cfg):
     from mnistlab.train import train  # torch and Lightning load here, not for --help or --cfg
 
-    with exit_on_bad_input():
+    with task_errors():
         return train(cfg)
 
 

@@ -24,8 +24,9 @@ from mnistlab.data.batches import TensorBatches
 from mnistlab.train import train
 
 TESTS = ROOT / "tests"
-# dropout (random state), EMA, the cosine schedule: everything that must survive a resume
-RUN = ["model=mlp", "model.hidden=[32]", "model.dropout=0.3", "ema.enabled=true", "seed=0", "trainer.max_epochs=3"]
+# dropout and augmentation (random state), EMA, the cosine schedule: all must survive a resume
+RUN = ["model=mlp", "model.hidden=[32]", "model.dropout=0.3", "ema.enabled=true", "data.augment.shift=2",
+       "seed=0", "trainer.max_epochs=3"]
 STEPS_PER_EPOCH = 16  # (600 - VAL_SIZE) images in batches of 32
 
 

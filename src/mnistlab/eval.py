@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +23,7 @@ class Evaluator:
         from mnistlab.data.mnist import MNISTDataModule
 
         run_cfg = saved_config(run_dir) if run_dir is not None else None
-        data = OmegaConf.to_container(run_cfg.data) if run_cfg is not None else vars(DataConfig())
+        data = OmegaConf.to_container(run_cfg.data) if run_cfg is not None else asdict(DataConfig())
         data = {key: value for key, value in data.items() if key not in ("mean", "std")}  # in the model
         if data_dir is not None:
             data["data_dir"] = data_dir

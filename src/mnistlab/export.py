@@ -6,6 +6,7 @@ and returns the 10 logits.
 """
 
 import os
+from dataclasses import asdict
 import warnings
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_images(run_dir, data_dir, count: int) -> tuple:
     """The first `count` test images as float (N, 1, 28, 28) in [0, 1], and what they are."""
     from mnistlab.data.mnist import MNISTDataModule
 
-    data = dict(saved_config(run_dir).data) if run_dir is not None else vars(DataConfig())
+    data = dict(saved_config(run_dir).data) if run_dir is not None else asdict(DataConfig())
     data_dir = data_dir or data["data_dir"]
     try:
         images, _ = MNISTDataModule(data_dir, download=False).load("test")

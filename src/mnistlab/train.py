@@ -53,10 +53,13 @@ def train(cfg: DictConfig) -> dict:
     from mnistlab.csv_logger import CSVLogger
     from mnistlab.data.mnist import MNISTDataModule
     from mnistlab.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.parallel import default_threads
     from mnistlab.resume_state import ResumeState
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
+    if threads is not None:
+        torch.set_num_threads(threads)
+    log.info(f"torch CPU threads: {torch.get_num_threads()}")
     if cfg.seed is not None:  # seed 0 is a seed too
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -92,6 +95,7 @@ def train(cfg: DictConfig) -> dict:
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+    metrics["step"] = trainer.global_step
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)
