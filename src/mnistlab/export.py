@@ -6,8 +6,8 @@ and returns the 10 logits.
 """
 
 import os
-from dataclasses import asdict
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
