@@ -86,7 +86,7 @@ def best_checkpoint(run_dir: Path) -> Optional[Path]:
         return None
     callbacks = load_checkpoint(latest, mmap=True).get("callbacks", {})
     for key, state in callbacks.items():
-        keeps_newest = "'monitor': 'step'" in key  # callbacks.recent: the newest, not the best
+        keeps_newest = "'monitor': 'step'" in key or "'monitor': None" in key  # callbacks.recent and .last
         if key.startswith("ModelCheckpoint") and not keeps_newest and state.get("best_model_path"):
             best = Path(run_dir) / CHECKPOINTS / Path(state["best_model_path"]).name  # the run may have moved
             return best if best.is_file() else latest

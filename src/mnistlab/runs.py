@@ -33,9 +33,14 @@ def saved_config(run_dir: Path) -> DictConfig:
 
 
 def argument(argv: List[str], key: str) -> Optional[str]:
-    """The value of a `key=value` command-line override, if given."""
+    """The value of a `key=value` command-line override, if given (Hydra's quotes removed)."""
     values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{key}=")]
-    return values[-1] if values else None
+    if not values:
+        return None
+    value = values[-1]
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].replace(f"\\{value[0]}", value[0]).replace("\\\\", "\\")
+    return value
 
 
 def quoted(value: str) -> str:
