@@ -196,6 +196,7 @@ class TrainConfig:
     paths: Any = None
     seed: Optional[int] = 42
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (all cores)
+    compile: bool = False  # torch.compile the network
     ckpt_path: Optional[str] = None
 
     def __post_init__(self) -> None:

@@ -25,18 +25,25 @@ def plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
-    validate(cfg)  # every range check, before anything heavy happens
+def build_classifier(cfg: DictConfig):
+    from mnistlab.classifier import Classifier
+
+    return Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler) or None,
+                      ema=plain(cfg.ema), mean=cfg.data.mean, std=cfg.data.std)
+
+
+def build(cfg: DictConfig) -> tuple:
+    """The (datamodule, model, trainer) that train() fits, with threads and seed set: the benchmark reuses it."""
     warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning's own, on torch >= 2.9
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
 
     import lightning as L
     import torch
     from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
 
-    from mnistlab.classifier import Classifier
     from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.speedups import apply_speedups
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -44,13 +51,23 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data_cfg = plain(cfg.data)
-    mean, std = data_cfg.pop("mean"), data_cfg.pop("std")
+    del data_cfg["mean"], data_cfg["std"]  # the model's, below
     datamodule = MNISTDataModule(**data_cfg, seed=cfg.seed)
     datamodule.prepare_data()  # the missing-data message comes before any model is built
 
-    model = Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer),
-                       scheduler=plain(cfg.scheduler) or None, ema=plain(cfg.ema), mean=mean, std=std)
-    trainer = instantiate(cfg.trainer, callbacks=build_all(cfg, "callbacks"), logger=build_all(cfg, "logger"))
+    model = build_classifier(cfg)
+    callbacks = build_all(cfg, "callbacks")
+    if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_all(cfg, "logger"))
+    apply_speedups(model, trainer.strategy.root_device, compile=cfg.compile)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    validate(cfg)  # every range check, before anything heavy happens
+    datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if trainer.interrupted:
         log.warning("training was interrupted: testing the checkpoints saved so far")
