@@ -12,14 +12,15 @@ def test_benchmark_runs_a_few_steps(mnist_dir, tmp_path):
                         f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1")
     assert result.returncode == 0, result.stderr[-3000:]
     table = result.stdout.split("\n\n")[-1]
-    assert table.splitlines()[0].split()[:5] == ["model", "batch", "framework", "plain", "dataloader"]
+    assert table.splitlines()[0].split()[:8] == ["model", "batch", "steps", "|", "samples/s:", "framework", "plain",
+                                                 "dataloader"]
     assert [line.split()[0] for line in table.splitlines()[1:5]] == list(MODELS)
-    assert "start-up (median): --help s" in table and "first_step s" in table
+    assert "start-up, s (median): --help " in table and "first_step " in table
 
     saved = json.loads((tmp_path / "bench.json").read_text())
     for name in MODELS:
         timings = saved["results"][name]
-        assert timings["batch_size"] == 64
+        assert timings["batch_size"] == 64 and timings["steps"] == 5
         assert all(len(seconds) == 1 and seconds[0] > 0 for seconds in timings["all_seconds"].values())
         assert set(timings["samples_per_s"]) == {"framework", "plain", "dataloader"}
     start = saved["startup"]
