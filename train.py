@@ -2,7 +2,7 @@
 
 import hydra
 
-from mnistlab.cli import exit_on_bad_input, run
+from mnistlab.cli import run, task_errors
 from mnistlab.schema import register_schemas
 
 register_schemas()
@@ -12,7 +12,7 @@ register_schemas()
 def main(cfg):
     from mnistlab.train import train  # torch and Lightning load here, not for --help or --cfg
 
-    with exit_on_bad_input():
+    with task_errors():
         return train(cfg)
 
 

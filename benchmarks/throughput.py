@@ -147,13 +147,19 @@ def train_steps(cfg, net, batches, steps_per_epoch: int, warmup: int, steps: int
     return now() - start
 
 
-def tensor_batches(images, labels, batch_size: int):
-    """Endless batches cut from uint8 tensors by a fresh permutation each epoch, scaled to [0, 1] floats."""
+def tensor_batches(images, labels, batch_size: int, augment: dict):
+    """Endless batches cut from uint8 tensors by a fresh permutation each epoch, scaled to [0, 1] floats
+    (and shifted and rotated as data.augment asks, as the framework's datamodule does)."""
     import torch
+
+    from mnistlab.data.augment import random_affine
 
     while True:
         for index in torch.randperm(len(labels), device=labels.device).split(batch_size):
-            yield images[index].unsqueeze(1).float().div_(255), labels[index]
+            batch = images[index].unsqueeze(1).float().div_(255)
+            if augment["shift"] or augment["rotate"]:
+                batch = random_affine(batch, augment["shift"], augment["rotate"])
+            yield batch, labels[index]
 
 
 def loader_batches(loader, device):
@@ -170,8 +176,8 @@ def time_plain(cfg, data: tuple, warmup: int, steps: int) -> float:
     net = build_classifier(cfg).net.to(device)  # Normalize + the network: what the framework trains
     batch_size = cfg.data.batch_size
     steps_per_epoch = -(-len(labels) // batch_size)
-    return train_steps(cfg, net, tensor_batches(images, labels, batch_size), steps_per_epoch, warmup, steps,
-                       device)
+    return train_steps(cfg, net, tensor_batches(images, labels, batch_size, cfg.data.augment), steps_per_epoch,
+                       warmup, steps, device)
 
 
 def time_dataloader(cfg, dataset, warmup: int, steps: int, workers: int) -> float:

@@ -66,4 +66,4 @@ def test_two_job_multirun(mnist_dir, tmp_path):
         job_dir = tmp_path / "sweep" / job
         assert (job_dir / ".hydra" / "config.yaml").exists()
         assert (job_dir / "metrics.csv").exists() and (job_dir / "checkpoints" / "last.ckpt").exists()
-    assert result.stdout.count("test/acc") == 2
+    assert result.stdout.count("\ntest/acc ") == 2  # each run's own summary line

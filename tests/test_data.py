@@ -70,3 +70,18 @@ def test_corrupt_file_is_reported(tmp_path):
     path.write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\x02\x58" + b"\x01" * 10))  # says 600, has 10
     with pytest.raises(DataError, match="truncated"):
         read_idx(path)
+
+
+def test_augmentation_only_while_training(mnist_dir):
+    from types import SimpleNamespace
+
+    dm = MNISTDataModule(str(mnist_dir), batch_size=16, val_size=VAL_SIZE, download=False, seed=0,
+                         augment={"shift": 3.0, "rotate": 20.0})
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    plain, _ = dm.on_after_batch_transfer(batch, 0)
+    dm.trainer = SimpleNamespace(training=True)
+    augmented, _ = dm.on_after_batch_transfer(batch, 0)
+    assert augmented.shape == plain.shape and not torch.allclose(augmented, plain)
+    dm.trainer = SimpleNamespace(training=False)
+    assert torch.equal(dm.on_after_batch_transfer(batch, 0)[0], plain)

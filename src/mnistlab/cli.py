@@ -2,7 +2,7 @@
 
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable, Iterator
 
 from mnistlab.errors import UserError
@@ -48,6 +48,19 @@ def exit_on_bad_input() -> Iterator[None]:
     except bad_input_types() as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def task_errors() -> AbstractContextManager:
+    """Around a task body: a single run exits on bad input; a sweep's job raises, so that the sweeper
+    records it as failed and runs the other jobs."""
+    return nullcontext() if in_multirun() else exit_on_bad_input()
 
 
 def run(main: Callable[[], object]) -> None:

@@ -2,7 +2,7 @@
 
 import math
 
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 
 def exponential_decay(optimizer, steps_per_epoch: int, total_steps: int, rate: float = 0.99,
@@ -27,3 +27,11 @@ def cosine(optimizer, steps_per_epoch: int, total_steps: int, warmup_steps: int 
         return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def one_cycle(optimizer, steps_per_epoch: int, total_steps: int, pct_start: float = 0.25,
+              div_factor: float = 25.0, final_div_factor: float = 1e4) -> OneCycleLR:
+    """Smith's one-cycle policy peaking at the optimizer's lr (cosine up, cosine down, momentum cycled)."""
+    peak = [group["lr"] for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct_start,
+                      div_factor=div_factor, final_div_factor=final_div_factor)

@@ -25,6 +25,16 @@ def check_dropout(key: str, value: float) -> None:
 
 
 @dataclass
+class AugmentConfig:
+    shift: float = 0.0  # pixels, uniform in [-shift, shift] on each axis
+    rotate: float = 0.0  # degrees, uniform in [-rotate, rotate]
+
+    def __post_init__(self) -> None:
+        require(0 <= self.shift <= 14, "data.augment.shift", "must be in [0, 14] pixels", self.shift)
+        require(0 <= self.rotate <= 180, "data.augment.rotate", "must be in [0, 180] degrees", self.rotate)
+
+
+@dataclass
 class DataConfig:
     data_dir: str = "data"
     batch_size: int = 64
@@ -33,6 +43,7 @@ class DataConfig:
     download: bool = True
     mean: float = 0.1307
     std: float = 0.3081
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         require(self.batch_size > 0, "data.batch_size", "must be a positive integer", self.batch_size)
@@ -101,9 +112,11 @@ class LSTMConfig(ModelConfig):
     num_layers: int = 1
     bidirectional: bool = False
     forget_bias: Optional[float] = None
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_dropout("model.dropout", self.dropout)
         require(self.hidden_size > 0, "model.hidden_size", "must be a positive integer", self.hidden_size)
         require(self.input_proj is None or self.input_proj > 0, "model.input_proj",
                 "must be null or a positive integer", self.input_proj)
@@ -173,6 +186,20 @@ class CosineConfig:
 
 
 @dataclass
+class OneCycleConfig:
+    _target_: str = "mnistlab.schedulers.one_cycle"
+    _partial_: bool = True
+    pct_start: float = 0.25
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+    def __post_init__(self) -> None:
+        require(0 < self.pct_start < 1, "scheduler.pct_start", "must be in (0, 1)", self.pct_start)
+        require(self.div_factor >= 1, "scheduler.div_factor", "must be >= 1", self.div_factor)
+        require(self.final_div_factor >= 1, "scheduler.final_div_factor", "must be >= 1", self.final_div_factor)
+
+
+@dataclass
 class EMAConfig:
     enabled: bool = False
     decay: float = 0.99
@@ -207,7 +234,7 @@ class TrainConfig:
 SCHEMAS = {
     "model": {"softmax": SoftmaxConfig, "mlp": MLPConfig, "cnn": CNNConfig, "lstm": LSTMConfig},
     "optimizer": {"adam": AdamConfig, "sgd": SGDConfig},
-    "scheduler": {"exponential": ExponentialDecayConfig, "cosine": CosineConfig},
+    "scheduler": {"exponential": ExponentialDecayConfig, "cosine": CosineConfig, "one_cycle": OneCycleConfig},
 }
 
 

@@ -43,10 +43,13 @@ def build(cfg: DictConfig) -> tuple:
     from lightning.pytorch.callbacks import ProgressBar
 
     from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.parallel import default_threads
     from mnistlab.speedups import apply_speedups
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
+    if threads is not None:
+        torch.set_num_threads(threads)
+    log.info(f"torch CPU threads: {torch.get_num_threads()}")
     if cfg.seed is not None:  # seed 0 is a seed too
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -79,6 +82,7 @@ def train(cfg: DictConfig) -> dict:
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+    metrics["step"] = trainer.global_step
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)

@@ -6,6 +6,7 @@ from typing import Optional
 import lightning as L
 import torch
 
+from mnistlab.data.augment import random_affine
 from mnistlab.data.batches import TensorBatches
 from mnistlab.data.idx import read_idx
 from mnistlab.errors import DataError
@@ -33,12 +34,14 @@ def download_missing(raw_dir: Path) -> None:
 
 class MNISTDataModule(L.LightningDataModule):
     def __init__(self, data_dir: str = "data", batch_size: int = 128, eval_batch_size: int = 1000,
-                 val_size: int = 5000, download: bool = True, seed: Optional[int] = None):
+                 val_size: int = 5000, download: bool = True, seed: Optional[int] = None,
+                 augment: Optional[dict] = None):
         super().__init__()
         self.raw_dir = Path(data_dir) / "MNIST" / "raw"
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.download = val_size, download
+        self.augment = augment or {"shift": 0.0, "rotate": 0.0}
         self.seed = seed if seed is not None else int(torch.randint(2**31, ()).item())
         self.splits: dict = {}
 
@@ -96,4 +99,8 @@ class MNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch  # uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], on the device
-        return images.unsqueeze(1).float().div_(255), labels
+        images = images.unsqueeze(1).float().div_(255)
+        training = self.trainer is not None and self.trainer.training
+        if training and (self.augment["shift"] or self.augment["rotate"]):
+            images = random_affine(images, self.augment["shift"], self.augment["rotate"])
+        return images, labels

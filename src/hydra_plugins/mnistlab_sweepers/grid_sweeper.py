@@ -1,0 +1,47 @@
+"""Hydra's basic grid sweeper, except that a failing job is recorded and the other jobs still run."""
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from ._failures import FailureCap, SweepStopped
+
+
+class GridSweeper(BasicSweeper):
+    """The basic sweeper raises the first failed job's error once its batch is done, which skips the
+    remaining batches and the end-of-sweep callbacks (the summary); this one goes on and reports."""
+
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 max_failure_rate: float = 1.0) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.max_failure_rate = max_failure_rate
+
+    def sweep(self, arguments: List[str]) -> Any:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        cap = FailureCap(self.max_failure_rate, planned=sum(len(batch) for batch in self.overrides))
+        returns, job_idx = [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)  # composition errors stop the sweep before it runs
+            results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            for offset, result in enumerate(results):
+                cap.record(result, f"job {job_idx + offset}")
+            job_idx += len(batch)
+            returns.append(results)
+            if cap.exceeded():  # the end-of-sweep callbacks (the summary) still see what ran
+                self.hydra_context.callbacks.on_multirun_end(config=self.config)
+                raise SweepStopped(cap.stop_message("jobs"))
+        if cap.failed:
+            print(f"[sweep] {cap.failed} of {cap.planned} jobs failed (status 'failed' in the summary; "
+                  f"traceback in <job>/job.json and <job>/train.log)", flush=True)
+        return returns
