@@ -11,7 +11,7 @@ threads=1, trainer.precision=bf16-mixed). For each model, one process times in t
               learning-rate schedule (forward, cross-entropy, backward, step);
   dataloader  torchvision's MNIST with ToTensor()+Normalize through a DataLoader, same network and optimizer.
 Each timing skips `--warmup` steps, then times `--steps` steps (by default as many as the plain loop runs in
-`--seconds`); the table shows the median of `--repeats`.
+`--seconds`, within the first epoch); the table shows the median of `--repeats`.
 See docs/performance.md.
 """
 
@@ -68,17 +68,32 @@ def synchronize(device) -> None:
 
 
 def autocast(cfg, device):
-    """The plain loops follow trainer.precision=bf16-mixed / 16-mixed as Lightning's autocast does."""
+    """The plain loops follow trainer.precision=bf16-mixed with the same autocast as Lightning's."""
     import contextlib
 
     import torch
 
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(cfg.trainer.precision))
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    bf16 = str(cfg.trainer.precision) == "bf16-mixed"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def network(cfg, device, with_normalize: bool):
+    """The network the framework trains, built by the same code, with its layout (channels_last on a GPU)
+    and compile=true as the framework applies them; without its Normalize layer for the DataLoader path."""
+    from mnistlab.speedups import apply_speedups
+    from mnistlab.train import build_classifier
+
+    classifier = build_classifier(cfg)
+    apply_speedups(classifier, device)
+    net = (classifier.net if with_normalize else classifier.net[1]).to(device)
+    if cfg.compile:
+        net.compile()
+    return net
 
 
 def step_clock():
-    """A callback that stamps the start of every training step (and leaves validation time out)."""
+    """A callback that stamps the start of every training step, leaving out validation (when --steps runs past
+    an epoch end; the checkpoints saved there still count)."""
     import lightning as L
 
     class StepClock(L.Callback):
@@ -169,11 +184,9 @@ def loader_batches(loader, device):
 
 
 def time_plain(cfg, data: tuple, warmup: int, steps: int) -> float:
-    from mnistlab.train import build_classifier
-
     device = device_of(cfg)
     images, labels = (t.to(device) for t in data)
-    net = build_classifier(cfg).net.to(device)  # Normalize + the network: what the framework trains
+    net = network(cfg, device, with_normalize=True)
     batch_size = cfg.data.batch_size
     steps_per_epoch = -(-len(labels) // batch_size)
     return train_steps(cfg, net, tensor_batches(images, labels, batch_size, cfg.data.augment), steps_per_epoch,
@@ -183,10 +196,8 @@ def time_plain(cfg, data: tuple, warmup: int, steps: int) -> float:
 def time_dataloader(cfg, dataset, warmup: int, steps: int, workers: int) -> float:
     from torch.utils.data import DataLoader
 
-    from mnistlab.train import build_classifier
-
     device = device_of(cfg)
-    net = build_classifier(cfg).net[1].to(device)  # the network alone: the transform normalises
+    net = network(cfg, device, with_normalize=False)  # the transform normalises
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda")
     return train_steps(cfg, net, loader_batches(loader, device), len(loader), warmup, steps, device)
@@ -206,6 +217,14 @@ def torchvision_mnist(cfg, root: Path):
     return datasets.MNIST(str(root), train=True, transform=transform, download=False)
 
 
+def choose_steps(cfg, train_data: tuple, args) -> int:
+    """As many steps as the plain loop runs in args.seconds (20 to 2000), all inside the first epoch: the
+    framework's epoch end (validation, checkpoints) is per epoch, not per step, and the plain loop has none."""
+    budget = round(args.seconds * 10 / time_plain(cfg, train_data, args.warmup, 10))
+    in_first_epoch = -(-len(train_data[1]) // cfg.data.batch_size) - args.warmup - 1
+    return max(1, min(in_first_epoch, max(20, min(2000, budget))))
+
+
 def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> dict:
     """samples/s per contender (median of the repeats), the contenders alternating within each repeat."""
     from mnistlab.data.mnist import MNISTDataModule
@@ -216,7 +235,7 @@ def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> di
     data = MNISTDataModule(cfg.data.data_dir, val_size=cfg.data.val_size, download=False, seed=0)
     data.setup()
     train_data = data.splits["train"]  # the framework's own training tensors
-    steps = args.steps or max(20, min(2000, round(args.seconds * 10 / time_plain(cfg, train_data, args.warmup, 10))))
+    steps = args.steps or choose_steps(cfg, train_data, args)
     fit_steps = args.warmup + steps + 1  # the clock needs the start of the step after the last one
     cfg = compose(overrides + [f"model={name}", "trainer.max_epochs=-1", f"trainer.max_steps={fit_steps}",
                                "paths.output_dir=unused"])
