@@ -1,8 +1,11 @@
 """Train, validate and test an MNIST classifier: python train.py model=cnn [key=value ...]."""
 
+import sys
+
 import hydra
 
-from mnistlab.cli import run, task_errors
+from mnistlab.cli import exit_on_bad_input, run, task_errors
+from mnistlab.runs import continue_in_run_dir
 from mnistlab.schema import register_schemas
 
 register_schemas()
@@ -17,4 +20,6 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    with exit_on_bad_input():
+        sys.argv = continue_in_run_dir(sys.argv)  # resume=<run dir>: Hydra runs in that directory again
     run(main)

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnistlab.data.batches import TensorBatches
 from mnistlab.ema import EMA
 from mnistlab.models.init import init_weights
 from mnistlab.models.normalize import Normalize
@@ -54,9 +55,20 @@ class Classifier(L.LightningModule):
         """Logits for float images (N, 1, 28, 28) with pixels in [0, 1]."""
         return self.inference_net(x)
 
+    def reset_train_totals(self, saved: Optional[dict] = None) -> None:
+        """The epoch's training sums (loss * n, correct, n), kept on the device: no host sync per step."""
+        zero = torch.zeros((), device=self.device)
+        self.train_totals = {"epoch": self.current_epoch, "seen": saved["seen"] if saved else 0,
+                             "loss": saved["loss"].to(self.device) if saved else zero,
+                             "correct": saved["correct"].to(self.device) if saved else zero.clone()}
+
+    def on_train_start(self):
+        saved, self.resumed_totals = getattr(self, "resumed_totals", None), None
+        self.reset_train_totals(saved if saved is not None and saved["epoch"] == self.current_epoch else None)
+
     def on_train_epoch_start(self):
-        self.train_totals = {"loss": torch.zeros((), device=self.device),  # summed on the device: no host sync
-                             "correct": torch.zeros((), device=self.device), "seen": 0}
+        if self.train_totals["epoch"] != self.current_epoch:  # a run resumed in mid-epoch keeps its sums
+            self.reset_train_totals()
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -82,9 +94,22 @@ class Classifier(L.LightningModule):
         self.log_dict({"train/loss_epoch": loss, "train/acc_epoch": accuracy}, prog_bar=True, sync_dist=True)
         self.log_dict({"train/loss": loss, "train/acc": accuracy}, logger=False, sync_dist=True)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update(self.net, self.global_step)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint taken in mid-epoch keeps the epoch's training sums, so a run resumed from it logs
+        the same train/*_epoch values as one never stopped (ResumeState keeps the rest of that state)."""
+        batches = self.trainer.train_dataloader
+        if isinstance(batches, TensorBatches) and 0 < batches.batches_done < len(batches):
+            totals = self.train_totals
+            checkpoint["train_totals"] = {"epoch": totals["epoch"], "loss": totals["loss"].cpu(),
+                                          "correct": totals["correct"].cpu(), "seen": totals["seen"]}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.resumed_totals = checkpoint.get("train_totals")  # used when training starts again
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # here, not in on_train_batch_end: step checkpoints are saved before that
+            self.ema.update(self.net, self.global_step + 1)  # the step count is raised after this hook
 
     def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
         images, labels = batch

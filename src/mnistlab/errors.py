@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """MNIST files missing, unreadable or corrupt."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or exported model missing, unreadable, unsafe, or not from this project."""

@@ -225,6 +225,7 @@ class TrainConfig:
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (all cores)
     compile: bool = False  # torch.compile the network
     ckpt_path: Optional[str] = None
+    resume: Optional[str] = None  # a run directory: continue it (see mnistlab.resume)
 
     def __post_init__(self) -> None:
         require(self.threads is None or self.threads > 0, "threads", "must be null or a positive integer",

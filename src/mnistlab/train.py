@@ -3,6 +3,8 @@
 import json
 import logging
 import os
+import signal
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,14 @@ def plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
+def stopped(signum: int, what: str, cfg: DictConfig) -> None:
+    """Ctrl-C or SIGTERM: say how to continue, exit 128 + signal number as a shell would."""
+    run_dir = os.path.relpath(cfg.paths.output_dir)
+    print(f"\nstopped by {signal.Signals(signum).name}: {what}\ncontinue with: python train.py resume={run_dir}",
+          file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def build_classifier(cfg: DictConfig):
     from mnistlab.classifier import Classifier
 
@@ -42,8 +52,12 @@ def build(cfg: DictConfig) -> tuple:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
 
+    from mnistlab.checkpoints import load_checkpoint
+    from mnistlab.csv_logger import CSVLogger
     from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.interrupt import SaveOnInterrupt
     from mnistlab.parallel import default_threads
+    from mnistlab.resume_state import ResumeState
     from mnistlab.speedups import apply_speedups
 
     threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
@@ -59,19 +73,35 @@ def build(cfg: DictConfig) -> tuple:
     datamodule.prepare_data()  # the missing-data message comes before any model is built
 
     model = build_classifier(cfg)
-    callbacks = build_all(cfg, "callbacks")
+    loggers = build_all(cfg, "logger")
+    if cfg.ckpt_path is not None:  # refuses an unsafe file with a clear message before Lightning sees it
+        resume_step = int(load_checkpoint(cfg.ckpt_path, mmap=True).get("global_step", 0))
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                logger.resume_step = resume_step
+    callbacks = build_all(cfg, "callbacks") + [ResumeState(), SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints"))]
     if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_all(cfg, "logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     apply_speedups(model, trainer.strategy.root_device, compile=cfg.compile)
     return datamodule, model, trainer
 
 
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    from mnistlab.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.resume import resumed_config
+
+    cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
     validate(cfg)  # every range check, before anything heavy happens
     datamodule, model, trainer = build(cfg)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    stopper = next(c for c in trainer.callbacks if isinstance(c, SaveOnInterrupt))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except Interrupted as stop:
+        stopped(stop.signum, f"checkpoint of step {stop.step} saved in {os.path.relpath(stop.path)}", cfg)
+    if stopper.signum is not None:  # the signal came after the last training batch
+        stopped(stopper.signum, "training had finished; the test was skipped", cfg)
     if trainer.interrupted:
         log.warning("training was interrupted: testing the checkpoints saved so far")
 
@@ -80,7 +110,7 @@ def train(cfg: DictConfig) -> dict:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if best:
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
-    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
     metrics["step"] = trainer.global_step
 

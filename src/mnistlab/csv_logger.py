@@ -1,0 +1,50 @@
+"""Lightning's CSVLogger, except that a resumed run continues its metrics.csv instead of deleting it."""
+
+import csv
+import os
+from typing import Optional
+
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+
+class ContinuingWriter(ExperimentWriter):
+    """Keeps the rows logged before `resume_step` (none for a new run); the resumed run logs the rest."""
+
+    def __init__(self, log_dir: str, resume_step: int):
+        self.resume_step = resume_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        # Lightning's warns and deletes metrics.csv whenever the folder holds anything, and a Hydra
+        # run folder always does (.hydra/)
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="") as file:
+            reader = csv.DictReader(file)
+            keys = list(reader.fieldnames or [])
+            kept = [row for row in reader if row.get("step") and int(float(row["step"])) < self.resume_step]
+        os.remove(self.metrics_file_path)
+        if kept:
+            self.metrics_keys = keys
+            with open(self.metrics_file_path, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(kept)
+
+
+class CSVLogger(LightningCSVLogger):
+    """`resume_step` is set by train() for a resumed run: the global step of its checkpoint."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_step: Optional[int] = None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = ContinuingWriter(self.log_dir, self.resume_step or 0)
+        return self._experiment

@@ -1,0 +1,78 @@
+"""Any digit picture -> a 28x28 MNIST-style image: white digit on black, in a 20x20 box, centred.
+
+MNIST's own recipe (LeCun et al.): the digit is scaled, keeping its aspect ratio, to fit a 20x20
+box, then placed in the 28x28 field so that its centre of mass is the centre. Pictures of any
+size, grayscale or colour, and dark digits on a light background (inverted first) all come out
+as the network saw in training.
+"""
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from mnistlab.errors import UserError
+
+SIDE, BOX = 28, 20
+INK = 0.05  # of the brightest pixel: what counts as the digit when finding its bounding box
+
+
+class ImageError(UserError):
+    """A file that is not a readable picture of a digit."""
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """The picture as float gray levels in [0, 1]; transparency is laid on white (drawn digits)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # photos taken sideways
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                background = Image.new("RGBA", image.size, "white")
+                image = Image.alpha_composite(background, image.convert("RGBA"))
+            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (PNG, JPG, ... expected)") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageError(f"{path}: unreadable image ({err})") from None
+    return gray
+
+
+def border(gray: np.ndarray) -> np.ndarray:
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
+def to_mnist(gray: np.ndarray, invert: Optional[bool] = None, name: str = "image") -> np.ndarray:
+    """28x28 float32 in [0, 1]. invert=None: invert when the border (the background) is light."""
+    from PIL import Image
+
+    if invert is None:
+        invert = float(np.median(border(gray))) > 0.5
+    if invert:
+        gray = 1.0 - gray
+    gray = np.clip(gray - float(np.median(border(gray))), 0, None)  # background to black
+    if gray.max() <= 0.05:
+        raise ImageError(f"{name}: no digit found (a blank picture, or the wrong invert= setting)")
+    gray = gray / gray.max()
+    rows, cols = np.nonzero(gray > INK)
+    digit = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = BOX / max(digit.shape)
+    height, width = (max(1, round(side * scale)) for side in digit.shape)
+    digit = np.asarray(Image.fromarray(digit).resize((width, height), Image.Resampling.LANCZOS))
+    digit = np.clip(digit, 0, 1)
+    field = np.zeros((SIDE, SIDE), dtype=np.float32)
+    top, left = (SIDE - height) // 2, (SIDE - width) // 2
+    field[top : top + height, left : left + width] = digit
+    total = field.sum()
+    centre_row = (field.sum(axis=1) * np.arange(SIDE)).sum() / total
+    centre_col = (field.sum(axis=0) * np.arange(SIDE)).sum() / total
+    shift_row, shift_col = round(SIDE / 2 - centre_row), round(SIDE / 2 - centre_col)  # MNIST: (14, 14)
+    # move the centre of mass to the middle, never pushing the digit out of the field
+    shift_row = int(np.clip(shift_row, -top, SIDE - top - height))
+    shift_col = int(np.clip(shift_col, -left, SIDE - left - width))
+    return np.roll(field, (shift_row, shift_col), axis=(0, 1))
+
+
+def load_digit(path: Path, invert: Optional[bool] = None) -> np.ndarray:
+    return to_mnist(read_gray(path), invert, str(path))
