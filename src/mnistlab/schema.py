@@ -223,6 +223,7 @@ class TrainConfig:
     paths: Any = None
     seed: Optional[int] = 42
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (all cores)
+    compile: bool = False  # torch.compile the network
     ckpt_path: Optional[str] = None
     resume: Optional[str] = None  # a run directory: continue it (see mnistlab.resume)
 

@@ -35,26 +35,30 @@ def stopped(signum: int, what: str, cfg: DictConfig) -> None:
     raise SystemExit(128 + signum)
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
-    from mnistlab.resume import resumed_config
+def build_classifier(cfg: DictConfig):
+    from mnistlab.classifier import Classifier
 
-    cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
-    validate(cfg)  # every range check, before anything heavy happens
+    return Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler) or None,
+                      ema=plain(cfg.ema), mean=cfg.data.mean, std=cfg.data.std)
+
+
+def build(cfg: DictConfig) -> tuple:
+    """The (datamodule, model, trainer) that train() fits, with threads and seed set: the benchmark reuses it."""
     warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning's own, on torch >= 2.9
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
 
     import lightning as L
     import torch
     from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
 
     from mnistlab.checkpoints import load_checkpoint
-    from mnistlab.classifier import Classifier
     from mnistlab.csv_logger import CSVLogger
     from mnistlab.data.mnist import MNISTDataModule
-    from mnistlab.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.interrupt import SaveOnInterrupt
     from mnistlab.parallel import default_threads
     from mnistlab.resume_state import ResumeState
+    from mnistlab.speedups import apply_speedups
 
     threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
     if threads is not None:
@@ -64,21 +68,34 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data_cfg = plain(cfg.data)
-    mean, std = data_cfg.pop("mean"), data_cfg.pop("std")
+    del data_cfg["mean"], data_cfg["std"]  # the model's, below
     datamodule = MNISTDataModule(**data_cfg, seed=cfg.seed)
     datamodule.prepare_data()  # the missing-data message comes before any model is built
 
-    model = Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer),
-                       scheduler=plain(cfg.scheduler) or None, ema=plain(cfg.ema), mean=mean, std=std)
+    model = build_classifier(cfg)
     loggers = build_all(cfg, "logger")
     if cfg.ckpt_path is not None:  # refuses an unsafe file with a clear message before Lightning sees it
         resume_step = int(load_checkpoint(cfg.ckpt_path, mmap=True).get("global_step", 0))
         for logger in loggers:
             if isinstance(logger, CSVLogger):
                 logger.resume_step = resume_step
-    stopper = SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints"))
-    callbacks = build_all(cfg, "callbacks") + [ResumeState(), stopper]
+    callbacks = build_all(cfg, "callbacks") + [ResumeState(), SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints"))]
+    if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    apply_speedups(model, trainer.strategy.root_device, compile=cfg.compile)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    from mnistlab.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.resume import resumed_config
+
+    cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
+    validate(cfg)  # every range check, before anything heavy happens
+    datamodule, model, trainer = build(cfg)
+    stopper = next(c for c in trainer.callbacks if isinstance(c, SaveOnInterrupt))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except Interrupted as stop:

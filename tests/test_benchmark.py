@@ -1,0 +1,34 @@
+"""benchmarks/throughput.py runs end to end on the synthetic data (a smoke test: no timing is checked)."""
+
+import json
+
+from conftest import VAL_SIZE, run_script
+
+MODELS = ("softmax", "mlp", "cnn", "lstm")
+
+
+def test_benchmark_runs_a_few_steps(mnist_dir, tmp_path):
+    result = run_script("benchmarks/throughput.py", "--quick", "--json", str(tmp_path / "bench.json"),
+                        f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("\n\n")[-1]
+    assert table.splitlines()[0].split()[:8] == ["model", "batch", "steps", "|", "samples/s:", "framework", "plain",
+                                                 "dataloader"]
+    assert [line.split()[0] for line in table.splitlines()[1:5]] == list(MODELS)
+    assert "start-up, s (median): --help " in table and "first_step " in table
+
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    for name in MODELS:
+        timings = saved["results"][name]
+        assert timings["batch_size"] == 64 and timings["steps"] == 5
+        assert all(len(seconds) == 1 and seconds[0] > 0 for seconds in timings["all_seconds"].values())
+        assert set(timings["samples_per_s"]) == {"framework", "plain", "dataloader"}
+    start = saved["startup"]
+    assert 0 < start["fit_start s"] <= start["train_start s"] <= start["first_step s"]
+    assert start["--help s"] > 0 and start["--cfg job s"] > 0
+
+
+def test_benchmark_rejects_unknown_models():
+    result = run_script("benchmarks/throughput.py", "--models", "softmax,resnet")
+    assert result.returncode == 2
+    assert "unknown model(s) resnet" in result.stderr and "Traceback" not in result.stderr
