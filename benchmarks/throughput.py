@@ -78,7 +78,7 @@ def autocast(cfg, device):
 
 
 def network(cfg, device, with_normalize: bool):
-    """The network the framework trains, built by the same code, with its layout (channels_last on a GPU)
+    """The network the framework trains, built by the same code, with its layout (channels_last for a CNN)
     and compile=true as the framework applies them; without its Normalize layer for the DataLoader path."""
     from mnistlab.speedups import apply_speedups
     from mnistlab.train import build_classifier

@@ -32,3 +32,12 @@ def test_benchmark_rejects_unknown_models():
     result = run_script("benchmarks/throughput.py", "--models", "softmax,resnet")
     assert result.returncode == 2
     assert "unknown model(s) resnet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
+    result = run_script("benchmarks/layout.py", "--presets", "speedrun,cnn_tutorial", "--steps", "2", "--repeats", "1",
+                        "threads=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert [(row[0], row[1]) for row in rows] == [("speedrun", "64"), ("cnn_tutorial", "50")]
+    assert all(float(row[2]) > 0 and float(row[3]) > 0 and row[4].endswith("x") for row in rows)

@@ -32,6 +32,31 @@ def test_random_affine_keeps_shape_and_is_identity_at_zero():
     assert moved.shape == images.shape and not torch.allclose(moved, images)
 
 
+def test_random_scale_enlarges_and_shrinks_within_its_range():
+    torch.manual_seed(0)
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 10:18, 10:18] = 1.0  # an 8 x 8 centred square
+    areas = random_affine(images, 0.0, 0.0, 0.5).sum(dim=(1, 2, 3))
+    assert areas.min() >= (0.5 * 8) ** 2 * 0.9 and areas.max() <= (1.5 * 8) ** 2 * 1.1
+    assert areas.min() < 0.7 * 64 < 1.3 * 64 < areas.max()  # some shrunk, some enlarged
+
+
+def test_label_smoothing_applies_to_the_training_loss_only(mnist_dir, tmp_path, monkeypatch):
+    import mnistlab.classifier
+
+    smoothing = []  # label_smoothing of every cross-entropy the classifier computes
+    plain_cross_entropy = torch.nn.functional.cross_entropy
+
+    def spy(logits, labels, label_smoothing=0.0):
+        smoothing.append(label_smoothing)
+        return plain_cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+    monkeypatch.setattr(mnistlab.classifier.F, "cross_entropy", spy)
+    train(compose(["model=softmax", "model.label_smoothing=0.2"] + quick_overrides(mnist_dir, tmp_path)
+                  + ["trainer.max_steps=3", "trainer.val_check_interval=3"]))
+    assert smoothing[:3] == [0.2, 0.2, 0.2] and set(smoothing[3:]) == {0.0}  # then validation and test
+
+
 def test_one_cycle_peaks_at_the_optimizer_lr():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4, momentum=0.9)
     sched = one_cycle(opt, steps_per_epoch=10, total_steps=100, pct_start=0.25)

@@ -38,7 +38,7 @@ def test_grid_sweep_records_a_diverging_job_and_runs_the_rest(mnist_dir, tmp_pat
     result = run_script("train.py", "-m", *MLP, "optimizer=glob(s*)",
                         "optimizer.lr=choice(0.2, 1e20, 0.05)", "seed=range(0, 1)", *sweep_overrides(mnist_dir, sweep))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "[sweep] job 1 failed: TrainingDiverged: training diverged: the loss is nan" in result.stdout
+    assert "[sweep] job 1 failed: TrainingDiverged: training diverged: the loss became nan between steps" in result.stdout
     rows = read_summary(sweep)
     assert [(r["job"], r["status"], r["optimizer.lr"]) for r in rows][-1] == ("1", "failed", "1e+20")
     assert {r["job"] for r in rows[:2]} == {"0", "2"} and all(r["status"] == "ok" for r in rows[:2])
@@ -56,7 +56,7 @@ def test_a_single_diverging_run_stops_with_one_line(mnist_dir, tmp_path):
     result = run_script("train.py", *MLP, "optimizer=sgd", "optimizer.lr=1e20", *quick_overrides(mnist_dir, tmp_path),
                         f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged: the loss is nan at step")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged: the loss became nan between steps")
     assert "Traceback" not in result.stderr
 
 

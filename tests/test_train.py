@@ -68,3 +68,18 @@ def test_checkpoint_loads_weights_only(mnist_dir, tmp_path):
     assert isinstance(torch.load(ckpt, weights_only=True)["hyper_parameters"]["model"], dict)
     model = Classifier.load_from_checkpoint(ckpt)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_divergence_is_caught_between_checks_and_at_the_epoch_end():
+    from types import SimpleNamespace
+
+    from mnistlab.divergence import StopOnDivergence, TrainingDiverged
+
+    trainer = SimpleNamespace(global_step=0, current_epoch=0)
+    callback = StopOnDivergence(every_n_steps=4)
+    for step, loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, float("inf")]):  # steps 0-3 checked, 4-5 not yet
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step)
+    with pytest.raises(TrainingDiverged, match="the loss became inf between steps 4 and 5"):
+        callback.on_train_epoch_end(trainer, None)
+    callback.on_train_epoch_end(trainer, None)  # nothing pending: no error

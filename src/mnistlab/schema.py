@@ -28,10 +28,12 @@ def check_dropout(key: str, value: float) -> None:
 class AugmentConfig:
     shift: float = 0.0  # pixels, uniform in [-shift, shift] on each axis
     rotate: float = 0.0  # degrees, uniform in [-rotate, rotate]
+    scale: float = 0.0  # size factor uniform in [1 - scale, 1 + scale]
 
     def __post_init__(self) -> None:
         require(0 <= self.shift <= 14, "data.augment.shift", "must be in [0, 14] pixels", self.shift)
         require(0 <= self.rotate <= 180, "data.augment.rotate", "must be in [0, 180] degrees", self.rotate)
+        require(0 <= self.scale < 1, "data.augment.scale", "must be in [0, 1)", self.scale)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ModelConfig:
 
     _target_: str = MISSING
     l2: float = 0.0  # penalty l2 * sum(w**2) / 2 on weights only, as TF's l2_regularizer
+    label_smoothing: float = 0.0  # of the training loss (validation and test losses stay plain)
     init: str = "default"  # default (PyTorch's) | normal | trunc_normal, for linear and conv layers
     init_std: float = 0.1
     init_bias: float = 0.0
@@ -65,6 +68,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         require(self.l2 >= 0, "model.l2", "must be >= 0", self.l2)
+        require(0 <= self.label_smoothing < 1, "model.label_smoothing", "must be in [0, 1)", self.label_smoothing)
         require(self.init in ("default", "normal", "trunc_normal"), "model.init",
                 "must be one of default, normal, trunc_normal", self.init)
         require(self.init_std > 0, "model.init_std", "must be positive", self.init_std)

@@ -41,7 +41,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.download = val_size, download
-        self.augment = augment or {"shift": 0.0, "rotate": 0.0}
+        self.augment = {"shift": 0.0, "rotate": 0.0, "scale": 0.0, **(augment or {})}
         self.seed = seed if seed is not None else int(torch.randint(2**31, ()).item())
         self.splits: dict = {}
 
@@ -101,6 +101,6 @@ class MNISTDataModule(L.LightningDataModule):
         images, labels = batch  # uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], on the device
         images = images.unsqueeze(1).float().div_(255)
         training = self.trainer is not None and self.trainer.training
-        if training and (self.augment["shift"] or self.augment["rotate"]):
-            images = random_affine(images, self.augment["shift"], self.augment["rotate"])
+        if training and any(self.augment.values()):
+            images = random_affine(images, self.augment["shift"], self.augment["rotate"], self.augment["scale"])
         return images, labels
