@@ -164,7 +164,7 @@ def train_steps(cfg, net, batches, steps_per_epoch: int, warmup: int, steps: int
 
 def tensor_batches(images, labels, batch_size: int, augment: dict):
     """Endless batches cut from uint8 tensors by a fresh permutation each epoch, scaled to [0, 1] floats
-    (and shifted and rotated as data.augment asks, as the framework's datamodule does)."""
+    (and shifted, rotated and scaled as data.augment asks, as the framework's datamodule does)."""
     import torch
 
     from mnistlab.data.augment import random_affine
@@ -172,8 +172,8 @@ def tensor_batches(images, labels, batch_size: int, augment: dict):
     while True:
         for index in torch.randperm(len(labels), device=labels.device).split(batch_size):
             batch = images[index].unsqueeze(1).float().div_(255)
-            if augment["shift"] or augment["rotate"]:
-                batch = random_affine(batch, augment["shift"], augment["rotate"])
+            if any(augment.values()):
+                batch = random_affine(batch, augment["shift"], augment["rotate"], augment["scale"])
             yield batch, labels[index]
 
 
@@ -360,6 +360,10 @@ def main(argv=None) -> dict:
 
     import lightning.pytorch  # noqa: F401  (sets its logger's level, which the line below then lowers)
     import torch
+
+    from mnistlab.speedups import cheap_cuda_checks
+
+    cheap_cuda_checks()  # as train.py does; a plain loop without Lightning never has the slow check either
 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." once per fit

@@ -1,6 +1,7 @@
 """The speed features: training metrics summed on the device, the throttled progress bar, the free profiler,
 threads, channels_last, torch.compile, bf16-mixed and evaluation under inference mode."""
 
+import os
 import csv
 import shutil
 
@@ -140,3 +141,13 @@ def test_bf16_mixed_trains_and_evaluates_under_inference_mode(model, mnist_dir, 
     assert {stage for stage, _ in probe.seen} == {"val", "test"} and all(inference for _, inference in probe.seen)
     assert train_loss < 2.2  # below chance level (ln 10 = 2.30): it learns under autocast
     assert torch.isfinite(trainer.callback_metrics["test/loss"])
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_cheap_cuda_checks_drop_the_nvml_check_only_without_a_gpu(gpu, monkeypatch):
+    from mnistlab.speedups import cheap_cuda_checks
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` sets it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    cheap_cuda_checks()
+    assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) == gpu

@@ -1,7 +1,18 @@
 """Device-specific speed-ups applied to a Classifier before fitting: channels_last and torch.compile."""
 
+import os
+
 import torch
 from torch import nn
+
+
+def cheap_cuda_checks() -> None:
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (keeps fork safe on GPU machines); with it, on a machine
+    without a GPU, every torch.cuda.is_available() loads the NVML library anew (~30 us), and torch's
+    Adam.step asks several times a step: ~0.2 ms a step, a quarter of a softmax step. With no GPU there
+    is nothing to keep fork-safe, so the variable goes and the check becomes a cached runtime call."""
+    if not torch.cuda.is_available():
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 
 def has_conv(net: nn.Module) -> bool:
@@ -9,9 +20,9 @@ def has_conv(net: nn.Module) -> bool:
 
 
 def apply_speedups(classifier: nn.Module, device: torch.device, compile: bool = False) -> None:
-    """channels_last for convolutional networks (cuDNN's fast layout, and oneDNN's: a training step of
-    the CNNs is 25-35% faster on the 2-core CPU too; weights only: a 1-channel input has the same layout
-    either way); `compile` compiles the training network (and the EMA copy) in place, so the checkpoint's
+    """channels_last for convolutional networks (cuDNN's fast layout, and oneDNN's: the speedrun CNN's
+    training step is 1.33x faster on the 2-core CPU, benchmarks/layout.py; weights only: a 1-channel input
+    has the same layout either way); `compile` compiles the training network (and the EMA copy) in place, so the checkpoint's
     parameter names do not change."""
     if has_conv(classifier.net):
         classifier.to(memory_format=torch.channels_last)  # Lightning's later .to(device) keeps the layout

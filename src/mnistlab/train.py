@@ -58,8 +58,9 @@ def build(cfg: DictConfig) -> tuple:
     from mnistlab.interrupt import SaveOnInterrupt
     from mnistlab.parallel import default_threads
     from mnistlab.resume_state import ResumeState
-    from mnistlab.speedups import apply_speedups
+    from mnistlab.speedups import apply_speedups, cheap_cuda_checks
 
+    cheap_cuda_checks()
     threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
     if threads is not None:
         torch.set_num_threads(threads)
