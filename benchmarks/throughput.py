@@ -84,7 +84,7 @@ def network(cfg, device, with_normalize: bool):
     from mnistlab.train import build_classifier
 
     classifier = build_classifier(cfg)
-    apply_speedups(classifier, device)
+    apply_speedups(classifier)
     net = (classifier.net if with_normalize else classifier.net[1]).to(device)
     if cfg.compile:
         net.compile()

@@ -1,8 +1,8 @@
 """The speed features: training metrics summed on the device, the throttled progress bar, the free profiler,
 threads, channels_last, torch.compile, bf16-mixed and evaluation under inference mode."""
 
-import os
 import csv
+import os
 import shutil
 
 import lightning as L
@@ -79,21 +79,21 @@ def test_channels_last_only_for_conv_nets(tmp_path):
     images = torch.rand(3, 1, 28, 28)
     expected = cnn(images)
     assert all(p.is_contiguous() for p in cnn.parameters())
-    apply_speedups(cnn, torch.device("cpu"))
+    apply_speedups(cnn)
     conv_weights = [p for p in cnn.parameters() if p.ndim == 4]
     assert len(conv_weights) == 2 and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
     assert not conv_weights[1].is_contiguous()  # (the first has one input channel: both layouts are the same)
     torch.testing.assert_close(cnn(images), expected, rtol=1e-4, atol=1e-5)
 
     mlp = build_classifier(compose([f"paths.output_dir={tmp_path}", "model=mlp"]))
-    apply_speedups(mlp, torch.device("cpu"))
+    apply_speedups(mlp)
     assert all(p.is_contiguous() for p in mlp.parameters())
 
 
 def test_compile_keeps_the_checkpoint_names(tmp_path):
     model = build_classifier(compose([f"paths.output_dir={tmp_path}", "model=mlp", "ema.enabled=true"]))
     names = list(model.state_dict())
-    apply_speedups(model, torch.device("cpu"), compile=True)
+    apply_speedups(model, compile=True)
     assert model.net._compiled_call_impl is not None and model.ema.net._compiled_call_impl is not None
     assert list(model.state_dict()) == names
 

@@ -1,5 +1,7 @@
 """Stop a run whose training loss is no longer finite, with an error that says what happened."""
 
+import math
+
 import lightning as L
 import torch
 
@@ -43,7 +45,7 @@ class StopOnDivergence(L.Callback):
             return
         value, first = self.loss_sum.item(), self.first_step
         self.loss_sum = None
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             last = trainer.global_step
             raise TrainingDiverged(f"training diverged: the loss became {value} between steps {first} and {last} "
                                    f"(epoch {trainer.current_epoch}); try a lower optimizer.lr")

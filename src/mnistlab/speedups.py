@@ -1,4 +1,4 @@
-"""Device-specific speed-ups applied to a Classifier before fitting: channels_last and torch.compile."""
+"""Speed-ups applied before fitting: no per-call NVML check without a GPU, channels_last and torch.compile."""
 
 import os
 
@@ -19,11 +19,11 @@ def has_conv(net: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
-def apply_speedups(classifier: nn.Module, device: torch.device, compile: bool = False) -> None:
-    """channels_last for convolutional networks (cuDNN's fast layout, and oneDNN's: the speedrun CNN's
-    training step is 1.33x faster on the 2-core CPU, benchmarks/layout.py; weights only: a 1-channel input
-    has the same layout either way); `compile` compiles the training network (and the EMA copy) in place, so the checkpoint's
-    parameter names do not change."""
+def apply_speedups(classifier: nn.Module, compile: bool = False) -> None:
+    """channels_last for convolutional networks on every device (cuDNN's fast layout, and oneDNN's: the
+    speedrun CNN's training step is 1.33x faster on the 2-core CPU, benchmarks/layout.py; weights only: a
+    1-channel input has the same layout either way); `compile` compiles the training network (and the EMA
+    copy) in place, so the checkpoint's parameter names do not change."""
     if has_conv(classifier.net):
         classifier.to(memory_format=torch.channels_last)  # Lightning's later .to(device) keeps the layout
     if compile:

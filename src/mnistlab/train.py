@@ -84,7 +84,7 @@ def build(cfg: DictConfig) -> tuple:
     if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    apply_speedups(model, trainer.strategy.root_device, compile=cfg.compile)
+    apply_speedups(model, compile=cfg.compile)
     return datamodule, model, trainer
 
 
