@@ -5,13 +5,15 @@ and the start-up times of train.py.
     python benchmarks/throughput.py --quick data.data_dir=...             # a few steps: does it run?
 
 key=value arguments are Hydra overrides of conf/train.yaml, as for train.py (e.g. data.batch_size=128,
-threads=1, trainer.precision=bf16-mixed). For each model, one process times in turn, alternating:
+threads=1, trainer.precision=bf16-mixed). For each model, one process times, interleaved:
   framework   train.py's own datamodule, Classifier and Trainer (default logging and progress bar), fitted;
   plain       a hand-written loop: the same network, batch size, in-memory uint8 tensors, optimizer and
               learning-rate schedule (forward, cross-entropy, backward, step);
   dataloader  torchvision's MNIST with ToTensor()+Normalize through a DataLoader, same network and optimizer.
-Each timing skips `--warmup` steps, then times `--steps` steps (by default as many as the plain loop runs in
-`--seconds`, within the first epoch); the table shows the median of `--repeats`.
+Each timing is one fit of the framework that hands the CPU to the other two every few steps (`--chunks` turns),
+so that all three see the same drifts of the machine's speed; it skips `--warmup` steps, then times `--steps`
+steps of each (by default as many as the plain loop runs in `--seconds`, within the first epoch). samples/s and
+ms/step are medians of `--repeats` timings; the ratios and the added time are medians of each timing's own.
 See docs/performance.md.
 """
 
@@ -91,44 +93,6 @@ def network(cfg, device, with_normalize: bool):
     return net
 
 
-def step_clock():
-    """A callback that stamps the start of every training step, leaving out validation (when --steps runs past
-    an epoch end; the checkpoints saved there still count)."""
-    import lightning as L
-
-    class StepClock(L.Callback):
-        def __init__(self):
-            self.starts, self.paused = [], 0.0
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            synchronize(pl_module.device)
-            self.starts.append(now() - self.paused)
-
-        def on_validation_start(self, trainer, pl_module):
-            self.validation_start = now()
-
-        def on_validation_end(self, trainer, pl_module):
-            if trainer.state.fn == "fit" and not trainer.sanity_checking:
-                self.paused += now() - self.validation_start
-
-    return StepClock()
-
-
-def time_framework(cfg, warmup: int, steps: int, output_dir: Path) -> float:
-    """Seconds for `steps` steps of train.py's trainer.fit, between step starts, after `warmup` steps."""
-    from mnistlab.train import build
-
-    cfg = cfg.copy()
-    cfg.paths.output_dir = str(output_dir)  # a fresh run directory each time, as each train.py run has
-    output_dir.mkdir(parents=True)
-    datamodule, model, trainer = build(cfg)
-    stamps = step_clock()
-    trainer.callbacks.append(stamps)
-    with open(output_dir.parent / "framework.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
-        trainer.fit(model, datamodule=datamodule)  # its progress bar and model summary go to the log file
-    return stamps.starts[warmup + steps] - stamps.starts[warmup]
-
-
 def optimizer_and_schedule(cfg, net, steps_per_epoch: int, total_steps: int) -> tuple:
     """What Classifier.configure_optimizers makes, written out: the optimizer and its per-step schedule."""
     from hydra.utils import instantiate
@@ -138,28 +102,6 @@ def optimizer_and_schedule(cfg, net, steps_per_epoch: int, total_steps: int) -> 
                                                               total_steps=total_steps)
                 if cfg.scheduler else None)
     return optimizer, schedule
-
-
-def train_steps(cfg, net, batches, steps_per_epoch: int, warmup: int, steps: int, device) -> float:
-    """The hand-written loop: seconds for `steps` steps after `warmup`; `batches` yields (x, y) on `device`."""
-    import torch.nn.functional as F
-
-    net.train()
-    optimizer, schedule = optimizer_and_schedule(cfg, net, steps_per_epoch, warmup + steps)
-    for step in range(warmup + steps):
-        if step == warmup:
-            synchronize(device)
-            start = now()
-        images, labels = next(batches)
-        with autocast(cfg, device):
-            loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if schedule is not None:
-            schedule.step()
-    synchronize(device)
-    return now() - start
 
 
 def tensor_batches(images, labels, batch_size: int, augment: dict):
@@ -183,24 +125,105 @@ def loader_batches(loader, device):
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def time_plain(cfg, data: tuple, warmup: int, steps: int) -> float:
+class Stepper:
+    """A hand-written training loop that runs `n` more steps when asked: forward, cross-entropy, zero_grad,
+    backward, optimizer step, schedule step; `batches` yields (images, labels) on `device`."""
+
+    def __init__(self, cfg, net, batches, steps_per_epoch: int, total_steps: int, device):
+        self.cfg, self.net, self.batches, self.device = cfg, net, batches, device
+        self.optimizer, self.schedule = optimizer_and_schedule(cfg, net, steps_per_epoch, total_steps)
+        net.train()
+
+    def run(self, n: int) -> float:
+        """Seconds for n steps."""
+        import torch.nn.functional as F
+
+        synchronize(self.device)
+        start = now()
+        for _ in range(n):
+            images, labels = next(self.batches)
+            with autocast(self.cfg, self.device):
+                loss = F.cross_entropy(self.net(images), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step()
+        synchronize(self.device)
+        return now() - start
+
+
+def plain_stepper(cfg, data: tuple, total_steps: int) -> Stepper:
     device = device_of(cfg)
     images, labels = (t.to(device) for t in data)
-    net = network(cfg, device, with_normalize=True)
     batch_size = cfg.data.batch_size
-    steps_per_epoch = -(-len(labels) // batch_size)
-    return train_steps(cfg, net, tensor_batches(images, labels, batch_size, cfg.data.augment), steps_per_epoch,
-                       warmup, steps, device)
+    batches = tensor_batches(images, labels, batch_size, cfg.data.augment)
+    return Stepper(cfg, network(cfg, device, with_normalize=True), batches, -(-len(labels) // batch_size),
+                   total_steps, device)
 
 
-def time_dataloader(cfg, dataset, warmup: int, steps: int, workers: int) -> float:
+def dataloader_stepper(cfg, dataset, total_steps: int, workers: int) -> Stepper:
     from torch.utils.data import DataLoader
 
     device = device_of(cfg)
-    net = network(cfg, device, with_normalize=False)  # the transform normalises
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda")
-    return train_steps(cfg, net, loader_batches(loader, device), len(loader), warmup, steps, device)
+    net = network(cfg, device, with_normalize=False)  # the transform normalises
+    return Stepper(cfg, net, loader_batches(loader, device), len(loader), total_steps, device)
+
+
+def interleaving_clock(others: dict, warmup: int, steps: int, chunk: int):
+    """A callback timing the framework's training steps between their starts, and handing the CPU to the other
+    contenders every `chunk` steps for `chunk` steps each (their time left out of the framework's): all three
+    see the same drifts of the machine's speed. Validation, if --steps runs past an epoch end, is left out."""
+    import lightning as L
+
+    class InterleavingClock(L.Callback):
+        def __init__(self):
+            self.seconds = {"framework": 0.0, **{name: 0.0 for name in others}}
+            self.step, self.last = 0, None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            synchronize(pl_module.device)
+            if warmup < self.step <= warmup + steps:
+                self.seconds["framework"] += now() - self.last
+            if self.step == warmup:
+                for stepper in others.values():
+                    stepper.run(warmup)  # their own warm-up
+            if warmup <= self.step < warmup + steps and (self.step - warmup) % chunk == 0:
+                turn = (self.step - warmup) // chunk
+                for name in (list(others) if turn % 2 == 0 else list(others)[::-1]):
+                    self.seconds[name] += others[name].run(min(chunk, warmup + steps - self.step))
+            self.step += 1
+            self.last = now()
+
+        def on_validation_start(self, trainer, pl_module):
+            self.validation_start = now()
+
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.state.fn == "fit" and self.last is not None:
+                self.last += now() - self.validation_start
+
+    return InterleavingClock()
+
+
+def timed_repeat(cfg, train_data: tuple, dataset, args, steps: int, output_dir: Path) -> dict:
+    """One fit of train.py's datamodule, Classifier and Trainer, with the plain loop and the DataLoader path
+    interleaved in chunks: seconds per contender for `steps` steps after `warmup`."""
+    from mnistlab.train import build
+
+    total = args.warmup + steps
+    others = {"plain": plain_stepper(cfg, train_data, total),
+              "dataloader": dataloader_stepper(cfg, dataset, total, args.workers)}
+    cfg = cfg.copy()
+    cfg.paths.output_dir = str(output_dir)  # a fresh run directory each time, as each train.py run has
+    output_dir.mkdir(parents=True)
+    datamodule, model, trainer = build(cfg)
+    clock = interleaving_clock(others, args.warmup, steps, chunk=max(1, -(-steps // args.chunks)))
+    trainer.callbacks.append(clock)
+    with open(output_dir.parent / "framework.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
+        trainer.fit(model, datamodule=datamodule)  # its progress bar and model summary go to the log file
+    return clock.seconds
 
 
 def torchvision_mnist(cfg, root: Path):
@@ -220,13 +243,15 @@ def torchvision_mnist(cfg, root: Path):
 def choose_steps(cfg, train_data: tuple, args) -> int:
     """As many steps as the plain loop runs in args.seconds (20 to 2000), all inside the first epoch: the
     framework's epoch end (validation, checkpoints) is per epoch, not per step, and the plain loop has none."""
-    budget = round(args.seconds * 10 / time_plain(cfg, train_data, args.warmup, 10))
+    stepper = plain_stepper(cfg, train_data, args.warmup + 10)
+    stepper.run(args.warmup)
+    budget = round(args.seconds * 10 / stepper.run(10))
     in_first_epoch = -(-len(train_data[1]) // cfg.data.batch_size) - args.warmup - 1
     return max(1, min(in_first_epoch, max(20, min(2000, budget))))
 
 
 def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> dict:
-    """samples/s per contender (median of the repeats), the contenders alternating within each repeat."""
+    """samples/s per contender: the median over the repeats, the contenders interleaved within each repeat."""
     from mnistlab.data.mnist import MNISTDataModule
     from mnistlab.schema import validate
 
@@ -239,20 +264,18 @@ def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> di
     fit_steps = args.warmup + steps + 1  # the clock needs the start of the step after the last one
     cfg = compose(overrides + [f"model={name}", "trainer.max_epochs=-1", f"trainer.max_steps={fit_steps}",
                                "paths.output_dir=unused"])
-    timers = {
-        "plain": lambda: time_plain(cfg, train_data, args.warmup, steps),
-        "dataloader": lambda: time_dataloader(cfg, dataset, args.warmup, steps, args.workers),
-    }
     seconds = {contender: [] for contender in CONTENDERS}
     for repeat in range(args.repeats):
-        timers["framework"] = lambda: time_framework(cfg, args.warmup, steps, work / f"{name}{repeat}")
-        order = CONTENDERS[repeat % 3:] + CONTENDERS[: repeat % 3]  # each takes each place in turn
-        for contender in order:
-            seconds[contender].append(timers[contender]())
+        for contender, value in timed_repeat(cfg, train_data, dataset, args, steps, work / f"{name}{repeat}").items():
+            seconds[contender].append(value)
     batch_size = cfg.data.batch_size
     return {"batch_size": batch_size, "steps": steps,
             "ms_per_step": {c: 1000 * statistics.median(s) / steps for c, s in seconds.items()},
             "samples_per_s": {c: steps * batch_size / statistics.median(s) for c, s in seconds.items()},
+            # paired: each repeat's contenders saw the same machine, so its ratio is the steadier statistic
+            "fw/plain": statistics.median(p / f for f, p in zip(seconds["framework"], seconds["plain"])),
+            "fw/dl": statistics.median(d / f for f, d in zip(seconds["framework"], seconds["dataloader"])),
+            "added_ms": statistics.median(1000 * (f - p) / steps for f, p in zip(seconds["framework"], seconds["plain"])),
             "all_seconds": seconds}
 
 
@@ -296,8 +319,7 @@ def report(results: dict, start: dict) -> str:
              f"{'fw/plain':>8} {'fw/dl':>6} {'added ms/step':>13} | targets"]
     for name, r in results.items():
         s, ms = r["samples_per_s"], r["ms_per_step"]
-        ratio_plain, ratio_dl = s["framework"] / s["plain"], s["framework"] / s["dataloader"]
-        added = ms["framework"] - ms["plain"]
+        ratio_plain, ratio_dl, added = r["fw/plain"], r["fw/dl"], r["added_ms"]
         checks = []
         if name in TARGETS["framework/plain"]:
             target = TARGETS["framework/plain"][name]
@@ -330,6 +352,8 @@ def parse_args(argv=None):
     parser.add_argument("--seconds", type=float, default=2.0, help="without --steps, time as many steps as "
                         "the plain loop runs in this many seconds (20 to 2000; default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timings per contender; the median counts")
+    parser.add_argument("--chunks", type=int, default=10, help="the contenders take turns this many times "
+                        "within each timing (default 10)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the conventional path "
                         "(default 0, as the usual Lightning+Hydra template)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
@@ -342,7 +366,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.warmup, args.steps, args.repeats, args.startup_repeats = 2, 5, 1, 1
-    for option in ("warmup", "steps", "repeats", "startup_repeats", "seconds"):
+    for option in ("warmup", "steps", "repeats", "startup_repeats", "seconds", "chunks"):
         if getattr(args, option) is not None and getattr(args, option) <= (-1 if option == "warmup" else 0):
             parser.error(f"--{option.replace('_', '-')} is too small: {getattr(args, option)}")
     args.models = args.models.split(",")
@@ -372,7 +396,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(cfg.threads)
     print(f"mnistlab throughput: torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {device_of(cfg)}, batch {cfg.data.batch_size}, precision {cfg.trainer.precision}, "
-          f"{args.warmup} warm-up + {args.steps or f'~{args.seconds:g} s of'} timed steps, median of {args.repeats}, "
+          f"{args.warmup} warm-up + {args.steps or f'~{args.seconds:g} s of'} timed steps, {args.chunks} turns, median of {args.repeats}, "
           f"{args.clock} clock",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:

@@ -107,10 +107,9 @@ class Classifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.resumed_totals = checkpoint.get("train_totals")  # used when training starts again
 
-    def optimizer_step(self, *args, **kwargs):
-        super().optimizer_step(*args, **kwargs)
-        if self.ema is not None:  # here, not in on_train_batch_end: step checkpoints are saved before that
-            self.ema.update(self.net, self.global_step + 1)  # the step count is raised after this hook
+    def update_ema(self, optimizer, args, kwargs) -> None:
+        """After each optimizer step (a hook of the optimizer, so before step checkpoints are saved)."""
+        self.ema.update(self.net, self.global_step + 1)  # the step count is raised after the step
 
     def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
         images, labels = batch
@@ -129,6 +128,8 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")(params=self.net.parameters())
+        if self.ema is not None:
+            optimizer.register_step_post_hook(self.update_ema)
         if not self.hparams.scheduler:
             return optimizer
         batches = len(self.trainer.datamodule.train_dataloader())

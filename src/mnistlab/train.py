@@ -55,10 +55,11 @@ def build(cfg: DictConfig) -> tuple:
     from mnistlab.checkpoints import load_checkpoint
     from mnistlab.csv_logger import CSVLogger
     from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.fast_loop import install as install_fast_loop
     from mnistlab.interrupt import SaveOnInterrupt
     from mnistlab.parallel import default_threads
     from mnistlab.resume_state import ResumeState
-    from mnistlab.speedups import apply_speedups, cheap_cuda_checks
+    from mnistlab.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
 
     cheap_cuda_checks()
     threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
@@ -80,11 +81,14 @@ def build(cfg: DictConfig) -> tuple:
         for logger in loggers:
             if isinstance(logger, CSVLogger):
                 logger.resume_step = resume_step
-    callbacks = build_all(cfg, "callbacks") + [ResumeState(), SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints"))]
+    callbacks = build_all(cfg, "callbacks") + [ResumeState(), SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints")),
+                                               FreezeStartupObjects()]
     if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     apply_speedups(model, compile=cfg.compile)
+    if cfg.get("fast_loop", True):  # a run saved before the option resumes with it too
+        install_fast_loop(trainer)
     return datamodule, model, trainer
 
 
