@@ -363,7 +363,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up measurements")
     parser.add_argument("--quick", action="store_true", help="2 warm-up and 5 timed steps, once: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before and after the options
     if args.quick:
         args.warmup, args.steps, args.repeats, args.startup_repeats = 2, 5, 1, 1
     for option in ("warmup", "steps", "repeats", "startup_repeats", "seconds", "chunks"):

@@ -8,8 +8,8 @@ MODELS = ("softmax", "mlp", "cnn", "lstm")
 
 
 def test_benchmark_runs_a_few_steps(mnist_dir, tmp_path):
-    result = run_script("benchmarks/throughput.py", "--quick", "--json", str(tmp_path / "bench.json"),
-                        f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1")
+    result = run_script("benchmarks/throughput.py", f"data.data_dir={mnist_dir}", "--quick", "--json",
+                        str(tmp_path / "bench.json"), f"data.val_size={VAL_SIZE}", "threads=1")  # overrides anywhere
     assert result.returncode == 0, result.stderr[-3000:]
     table = result.stdout.split("\n\n")[-1]
     assert table.splitlines()[0].split()[:8] == ["model", "batch", "steps", "|", "samples/s:", "framework", "plain",
@@ -23,6 +23,9 @@ def test_benchmark_runs_a_few_steps(mnist_dir, tmp_path):
         assert timings["batch_size"] == 64 and timings["steps"] == 5
         assert all(len(seconds) == 1 and seconds[0] > 0 for seconds in timings["all_seconds"].values())
         assert set(timings["samples_per_s"]) == {"framework", "plain", "dataloader"}
+        seconds = {c: s[0] for c, s in timings["all_seconds"].items()}  # one interleaved timing: paired ratios
+        assert timings["fw/plain"] == seconds["plain"] / seconds["framework"]
+        assert timings["fw/dl"] == seconds["dataloader"] / seconds["framework"]
     start = saved["startup"]
     assert 0 < start["fit_start s"] <= start["train_start s"] <= start["first_step s"]
     assert start["--help s"] > 0 and start["--cfg job s"] > 0

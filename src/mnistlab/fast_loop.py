@@ -1,16 +1,16 @@
 """Lightning's training-epoch loop with a shorter path through each ordinary training step.
 
 Lightning's automatic optimization dispatches ~12 hooks a step to every callback and to the module
-(each a profiler context and a name lookup, also where nothing overrides the hook), and wraps the
-step in a closure, result objects and an argument-inspecting kwargs builder: 0.3-0.7 ms a step on
-a 2-core CPU, a third of an MLP step (docs/performance.md). `FastEpochLoop.advance` does the same
-work in the same order, with the same hooks, progress counters and logging, but calls a hook only
-on the callbacks and module that override it. Steps it does not cover (gradient accumulation or
-clipping, manual optimization, several optimizers, a mixed-precision scaler, distributed or
-profiled runs, a mid-epoch restart) go through Lightning's own `advance`.
+(each with a profiler label, also where nothing overrides the hook), and wraps the step in a
+closure, plugin layers, result objects and an argument-inspecting kwargs builder. `FastEpochLoop.advance`
+does the same work in the same order, with the same hooks, progress counters and logging, but calls
+a hook only on the callbacks and module that override it: the framework's added time per step over a
+hand-written loop halves (2-core CPU: softmax 0.35 -> 0.18 ms, LSTM 0.96 -> 0.44 ms; docs/performance.md).
+Steps it does not cover (gradient accumulation or clipping, manual optimization, several optimizers,
+a module overriding a step hook, a 16-bit scaler, distributed or profiled runs, the first step
+after a mid-epoch restart) go through Lightning's own `advance`; `fast_loop=false` always does.
 """
 
-from collections import OrderedDict
 from typing import Any
 
 import lightning as L
