@@ -8,11 +8,11 @@ import shutil
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.profilers import SimpleProfiler
 
 from conftest import compose, quick_overrides
 from mnistlab.profiler import NoProfiler
+from mnistlab.progress import ProgressBar
 from mnistlab.speedups import apply_speedups
 from mnistlab.train import build, build_classifier, train
 
@@ -46,11 +46,15 @@ def test_epoch_metrics_cover_every_step_whatever_the_logging_interval(mnist_dir,
         assert first_epoch == pytest.approx(sum(w * v for w, v in zip(weights, steps)) / 500, rel=1e-5)
 
 
-def test_progress_bar_refreshes_every_20_steps_and_can_be_turned_off(mnist_dir, tmp_path):
+def test_progress_bar_redraws_at_most_ten_times_a_second_and_can_be_turned_off(mnist_dir, tmp_path, monkeypatch):
     overrides = [o for o in quick_overrides(mnist_dir, tmp_path) if "enable_progress_bar" not in o]
     _, _, trainer = build(compose(overrides))
-    assert isinstance(trainer.progress_bar_callback, TQDMProgressBar)
-    assert trainer.progress_bar_callback.refresh_rate == 20
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, ProgressBar) and bar.refresh_seconds == 0.1
+    clock = iter([100.0, 100.05, 100.09, 100.11, 100.12, 100.30])
+    monkeypatch.setattr("mnistlab.progress.time.monotonic", lambda: next(clock))
+    # steps 1-6 of 50 at those times: drawn at once, not within 0.1 s of that (unless last), then again
+    assert [bar._should_update(n, 50 if n != 5 else 5) for n in range(1, 7)] == [True, False, False, True, True, True]
     _, _, trainer = build(compose(overrides + ["+trainer.enable_progress_bar=false"]))
     assert trainer.progress_bar_callback is None
 
@@ -151,3 +155,21 @@ def test_cheap_cuda_checks_drop_the_nvml_check_only_without_a_gpu(gpu, monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     cheap_cuda_checks()
     assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) == gpu
+
+
+def test_epoch_sums_group_the_same_steps_in_a_run_resumed_in_mid_epoch(mnist_dir, tmp_path, monkeypatch):
+    """The steps' losses are added up every SUM_EVERY steps; a mid-epoch checkpoint keeps those not yet added."""
+    import mnistlab.classifier
+
+    monkeypatch.setattr(mnistlab.classifier, "SUM_EVERY", 3)
+    base = [o for o in quick_overrides(mnist_dir, tmp_path) if not o.startswith("paths.")]
+    base += ["model=softmax", "seed=3", "callbacks.checkpoint.every_n_train_steps=5", "callbacks.recent.save_top_k=-1"]
+    epoch_metrics = ("train/loss_epoch", "train/acc_epoch")
+    runs = {}
+    for name, ckpt in (("full", None), ("resumed", tmp_path / "full" / "checkpoints" / "step000005.ckpt")):
+        datamodule, model, trainer = build(compose(base + [f"paths.output_dir={tmp_path / name}"]))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        assert trainer.global_step == 16
+        runs[name] = {key: float(trainer.callback_metrics[key]) for key in epoch_metrics}
+    assert runs["resumed"] == runs["full"]
+    assert 0 < runs["full"]["train/acc_epoch"] <= 1

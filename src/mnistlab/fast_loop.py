@@ -11,16 +11,17 @@ a module overriding a step hook, a 16-bit scaler, distributed or profiled runs, 
 after a mid-epoch restart) go through Lightning's own `advance`; `fast_loop=false` always does.
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import lightning as L
 import torch
 from lightning.pytorch.loops.fetchers import _DataLoaderIterDataFetcher
-from lightning.pytorch.loops.optimization.automatic import ClosureResult
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
 from mnistlab.profiler import NoProfiler
@@ -34,6 +35,20 @@ STEP_HOOKS = ("on_train_batch_start", "optimizer_step", "optimizer_zero_grad", "
 
 def overrides(obj: Any, hook: str, base: type) -> bool:
     return getattr(type(obj), hook, None) is not getattr(base, hook)
+
+
+def split_output(output: Any) -> tuple:
+    """(loss, extra outputs) of a training_step, checked as Lightning's ClosureResult does; without its
+    copy of the loss (for a scaler, not on this path) and its division by the accumulation (1 here)."""
+    if isinstance(output, Mapping):
+        if output.get("loss") is None:
+            raise MisconfigurationException("In automatic_optimization, when `training_step` returns a dict, "
+                                             "the 'loss' key needs to be present")
+        return output["loss"], {k: v for k, v in output.items() if k != "loss"}
+    if output is None or isinstance(output, torch.Tensor):
+        return output, {}
+    raise MisconfigurationException("In automatic optimization, `training_step` must return a Tensor, a dict, "
+                                    "or None (where the step will be skipped).")
 
 
 class FastEpochLoop(_TrainingEpochLoop):
@@ -95,14 +110,14 @@ class FastEpochLoop(_TrainingEpochLoop):
         self.call_hook("on_train_batch_start", batch, batch_idx)
         self.batch_progress.increment_started()
         args = (batch, batch_idx) if self.passes_batch_idx else (batch,)
-        result = self.optimizer_step(module, args, batch_idx)
+        loss, extra = self.optimizer_step(module, args, batch_idx)
         self.batch_progress.increment_processed()
 
         self.step_schedulers(batch_idx)
         if self._num_ready_batches_reached():
             self.update_lr_schedulers("epoch", update_plateau_schedulers=False)
 
-        outputs = {} if result.loss is None else result.asdict()
+        outputs = {} if loss is None else {"loss": loss.detach(), **extra}
         self.call_hook("on_train_batch_end", outputs, batch, batch_idx)
         trainer._logger_connector.on_batch_end()
         self.batch_progress.increment_completed()
@@ -119,36 +134,35 @@ class FastEpochLoop(_TrainingEpochLoop):
         batch = trainer.lightning_module._on_before_batch_transfer(batch, dataloader_idx=0)
         return trainer.strategy.batch_to_device(batch, dataloader_idx=0)
 
-    def optimizer_step(self, module: L.LightningModule, args: tuple, batch_idx: int) -> ClosureResult:
+    def optimizer_step(self, module: L.LightningModule, args: tuple, batch_idx: int) -> tuple:
         """The optimizer's step with a closure (training_step, zero_grad, backward), the hooks of Lightning's
         `_AutomaticOptimization` and its precision plugin's step, without their layers of calls."""
         trainer = self.trainer
         progress = self.automatic_optimization.optim_progress.optimizer
         optimizer = trainer.optimizers[0]
-        results = []
+        outputs = []
 
-        def closure() -> torch.Tensor:
+        def closure() -> Optional[torch.Tensor]:
             previous, module._current_fx_name = module._current_fx_name, "training_step"
-            output = trainer.strategy.training_step(*args)  # inside the precision plugin's autocast
+            loss, extra = split_output(trainer.strategy.training_step(*args))  # inside the plugin's autocast
             module._current_fx_name = previous
-            result = ClosureResult.from_training_step_output(output)
-            results.append(result)
+            outputs.append((loss, extra))
             progress.zero_grad.increment_ready()
             self.call_hook("on_before_zero_grad", optimizer)
             progress.zero_grad.increment_started()
             optimizer.zero_grad()  # LightningModule.optimizer_zero_grad's default
             progress.zero_grad.increment_completed()
-            if result.closure_loss is not None:
-                self.call_hook("on_before_backward", result.closure_loss)
-                result.closure_loss.backward()  # LightningModule.backward's default
+            if loss is not None:
+                self.call_hook("on_before_backward", loss)
+                loss.backward()  # LightningModule.backward's default
                 self.call_hook("on_after_backward")
             self.call_hook("on_before_optimizer_step", optimizer)  # no clipping on this path: nothing else
-            return result.loss
+            return None if loss is None else loss.detach()
 
         progress.step.increment_ready()
         optimizer.step(closure=closure)  # LightningModule.optimizer_step's default, less the wrappers
         progress.step.increment_completed()
-        return results[-1]
+        return outputs[-1]
 
     def step_schedulers(self, batch_idx: int) -> None:
         """Lightning's per-step scheduler update (`_update_learning_rates("step")`) for non-plateau schedulers."""

@@ -1,0 +1,24 @@
+"""A tqdm progress bar redrawn at most every `refresh_seconds`, however fast the steps are."""
+
+import time
+
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar redraws every `refresh_rate` steps, and a redraw (with the logged metrics)
+    costs about 0.3 ms on the 2-core CPU: every 20 steps of a 0.4 ms softmax step, 14 us a step.
+    Redrawing by time instead costs the same fraction of any step: at 10 redraws a second, 0.3%. The
+    last batch of each bar is always drawn."""
+
+    def __init__(self, refresh_seconds: float = 0.1, **kwargs):
+        super().__init__(refresh_rate=1, **kwargs)
+        self.refresh_seconds = refresh_seconds
+        self.last_redraw = float("-inf")
+
+    def _should_update(self, current: int, total: int) -> bool:  # Lightning's test, for every bar
+        now = time.monotonic()
+        if not self.is_enabled or (now - self.last_redraw < self.refresh_seconds and current != total):
+            return False
+        self.last_redraw = now
+        return True
