@@ -18,6 +18,16 @@ def test_help_and_cfg_do_not_import_torch():
 GROUPS = sorted(d.name for d in CONF.iterdir() if d.is_dir() and d.name != "hydra")
 
 
+def test_help_lists_each_config_group_with_its_options_but_not_the_schemas():
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    listed = dict(line.split(": ", 1) for line in result.stdout.split("== Config ==")[0].splitlines()
+                  if ": " in line and "/" not in line.split(": ")[0] and " " not in line.split(": ")[0])
+    expected = {g: ", ".join(sorted(f.stem for f in (CONF / g).glob("*.yaml"))) for g in GROUPS}
+    assert listed == expected
+    assert "schema/" not in result.stdout and "model:\n  _target_: mnistlab.models.cnn.CNN" in result.stdout
+
+
 @pytest.mark.parametrize("group,option", [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))])
 def test_every_config_file_composes(group, option, tmp_path):
     cfg = compose([f"{group}={option}", f"paths.output_dir={tmp_path}"])

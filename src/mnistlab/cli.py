@@ -66,5 +66,9 @@ def task_errors() -> AbstractContextManager:
 def run(main: Callable[[], object]) -> None:
     """Call a `@hydra.main` function whose task body also runs under exit_on_bad_input."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us, not Hydra's report
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from mnistlab.help import speed_up_help
+
+        speed_up_help()
     with exit_on_bad_input():
         main()
