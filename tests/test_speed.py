@@ -157,6 +157,7 @@ def test_cheap_cuda_checks_drop_the_nvml_check_only_without_a_gpu(gpu, monkeypat
     assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) == gpu
 
 
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # resumed into a new run directory, on purpose
 def test_epoch_sums_group_the_same_steps_in_a_run_resumed_in_mid_epoch(mnist_dir, tmp_path, monkeypatch):
     """The steps' losses are added up every SUM_EVERY steps; a mid-epoch checkpoint keeps those not yet added."""
     import mnistlab.classifier
