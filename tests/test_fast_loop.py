@@ -67,14 +67,17 @@ def same_training(mnist_dir, tmp_path, extra: list) -> tuple:
     assert fast[2] == slow[2]  # the same hooks, in the same order, with the same counters and losses
     assert fast[3] == slow[3]  # metrics.csv, every logged value at every step
     assert fast[1].fit_loop.epoch_loop.state_dict() == slow[1].fit_loop.epoch_loop.state_dict()
+    saved = [sorted(p.name for p in (tmp_path / run / "checkpoints").iterdir()) for run in ("fast", "slow")]
+    assert saved[0] == saved[1] and saved[0]
     return fast[1], slow[1], fast[2]
 
 
 def test_fast_loop_trains_exactly_as_lightnings_loop(mnist_dir, tmp_path):
-    """MLP with dropout, L2, EMA (the module's optimizer_step override) and a per-step schedule."""
+    """MLP with dropout, L2, EMA (an optimizer step hook) and a per-step schedule."""
     fast, slow, calls = same_training(mnist_dir, tmp_path, [
         "model=mlp", "model.hidden=[32]", "model.dropout=0.2", "model.l2=0.001", "ema.enabled=true",
-        "optimizer=sgd", "scheduler=exponential"])
+        "optimizer=sgd", "scheduler=exponential", "trainer.val_check_interval=5",
+        "callbacks.checkpoint.every_n_train_steps=4"])  # validation and step checkpoints in mid-epoch too
     assert isinstance(fast.fit_loop.epoch_loop, FastEpochLoop) and fast.fit_loop.epoch_loop.fast
     assert not isinstance(slow.fit_loop.epoch_loop, FastEpochLoop)
     assert [call[0] for call in calls[:6]] == list(STEP_HOOKS)
