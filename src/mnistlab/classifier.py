@@ -75,10 +75,10 @@ class Classifier(L.LightningModule):
         totals = self.train_totals
         if self.unsummed:
             losses, logits, labels = zip(*self.unsummed)
-            sizes = torch.tensor([len(batch) for batch in labels], device=self.device)
-            totals["loss"] += (torch.stack(losses) * sizes).sum()
+            sizes = [len(batch) for batch in labels]
+            totals["loss"] += (torch.stack(losses) * torch.tensor(sizes, device=self.device)).sum()
             totals["correct"] += (torch.cat(logits).argmax(1) == torch.cat(labels)).sum()
-            totals["seen"] += sum(len(batch) for batch in labels)
+            totals["seen"] += sum(sizes)
             self.unsummed = []
         return totals
 

@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
 from mnistlab.profiler import NoProfiler
@@ -32,10 +33,6 @@ CALLBACK_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_back
 # LightningModule hooks whose override changes what a step does: a module overriding one takes Lightning's path.
 STEP_HOOKS = ("on_train_batch_start", "optimizer_step", "optimizer_zero_grad", "backward",
               "configure_gradient_clipping", "lr_scheduler_step")
-
-
-def overrides(obj: Any, hook: str, base: type) -> bool:
-    return getattr(type(obj), hook, None) is not getattr(base, hook)
 
 
 def split_output(output: Any) -> tuple:
@@ -59,15 +56,16 @@ class FastEpochLoop(_TrainingEpochLoop):
         super().on_run_start(data_fetcher)
         trainer = self.trainer
         module = trainer.lightning_module
-        self.callbacks_with = {hook: [cb for cb in trainer.callbacks if overrides(cb, hook, L.Callback)]
+        self.callbacks_with = {hook: [cb for cb in trainer.callbacks if is_overridden(hook, cb)]
                                for hook in CALLBACK_HOOKS}
-        self.module_with = {hook: overrides(module, hook, L.LightningModule) for hook in CALLBACK_HOOKS}
+        self.module_with = {hook: is_overridden(hook, module) for hook in CALLBACK_HOOKS}
         self.passes_batch_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
         hooks = trainer._data_connector._datahook_selector
-        moves_batches = any(hooks.get_instance(hook) is not module or overrides(module, hook, L.LightningModule)
+        moves_batches = any(hooks.get_instance(hook) is not module or is_overridden(hook, module)
                             for hook in ("on_before_batch_transfer", "transfer_batch_to_device"))
         # A batch already on the device (mnistlab's TensorBatches) needs only on_after_batch_transfer.
         self.after_transfer = None if moves_batches else hooks.get_instance("on_after_batch_transfer")
+        self.device = trainer.strategy.root_device
         precision = trainer.precision_plugin
         self.fast = (
             module.automatic_optimization
@@ -78,7 +76,7 @@ class FastEpochLoop(_TrainingEpochLoop):
             and (type(precision) is Precision or (type(precision) is MixedPrecision and precision.scaler is None))
             and isinstance(trainer.profiler, (NoProfiler, PassThroughProfiler))
             and not isinstance(data_fetcher, _DataLoaderIterDataFetcher)
-            and not any(overrides(module, hook, L.LightningModule) for hook in STEP_HOOKS)
+            and not any(is_overridden(hook, module) for hook in STEP_HOOKS)
         )
 
     def call_hook(self, hook: str, *args: Any) -> None:
@@ -127,9 +125,8 @@ class FastEpochLoop(_TrainingEpochLoop):
     def to_device(self, batch: Any) -> Any:
         """Lightning's batch preparation; for a tuple of tensors already on the device, only its last hook."""
         trainer = self.trainer
-        device = trainer.strategy.root_device
         if (self.after_transfer is not None and type(batch) is tuple
-                and all(isinstance(t, torch.Tensor) and t.device == device for t in batch)):
+                and all(isinstance(t, torch.Tensor) and t.device == self.device for t in batch)):
             return self.after_transfer.on_after_batch_transfer(batch, 0)
         batch = trainer.precision_plugin.convert_input(batch)
         batch = trainer.lightning_module._on_before_batch_transfer(batch, dataloader_idx=0)
