@@ -113,10 +113,10 @@ def tensor_batches(images, labels, batch_size: int, augment: dict):
 
     while True:
         for index in torch.randperm(len(labels), device=labels.device).split(batch_size):
-            batch = images[index].unsqueeze(1).float().div_(255)
+            batch = images.index_select(0, index).unsqueeze(1).float().div_(255)  # cut as TensorBatches does
             if any(augment.values()):
                 batch = random_affine(batch, augment["shift"], augment["rotate"], augment["scale"])
-            yield batch, labels[index]
+            yield batch, labels.index_select(0, index)
 
 
 def loader_batches(loader, device):

@@ -7,6 +7,7 @@ import gc
 import lightning as L
 import pytest
 import torch
+from torchmetrics import MeanMetric
 
 from conftest import compose, quick_overrides
 from mnistlab.fast_loop import FastEpochLoop
@@ -16,8 +17,17 @@ STEP_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_backward
               "on_before_optimizer_step", "on_train_batch_end")
 
 
+def connector_metrics(trainer) -> tuple:
+    """The logger connector's progress-bar, callback and logged metrics as they stand (not through the
+    trainer's properties, which would refresh them)."""
+    connector = trainer._logger_connector
+    return tuple({name: float(value) for name, value in metrics.items()} for metrics in
+                 (connector._progress_bar_metrics, connector._callback_metrics, connector._logged_metrics))
+
+
 class HookRecorder(L.Callback):
-    """Every per-step hook a callback can receive, with the step counters and the loss Lightning hands over."""
+    """Every per-step hook a callback can receive, with the step counters, the loss Lightning hands over and
+    the metrics that the previous step left; logs a value of its own every third step."""
 
     def __init__(self):
         self.calls = []
@@ -26,7 +36,7 @@ class HookRecorder(L.Callback):
         self.calls.append((hook, trainer.global_step, trainer.fit_loop.epoch_loop.batch_idx, *extra))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.record("on_train_batch_start", trainer, batch_idx, batch[0].shape[0])
+        self.record("on_train_batch_start", trainer, batch_idx, batch[0].shape[0], connector_metrics(trainer))
 
     def on_before_zero_grad(self, trainer, pl_module, optimizer):
         self.record("on_before_zero_grad", trainer, type(optimizer).__name__)
@@ -43,28 +53,43 @@ class HookRecorder(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.record("on_train_batch_end", trainer, batch_idx, outputs["loss"].item(), outputs["loss"].requires_grad)
+        if batch_idx % 3 == 1:
+            pl_module.log("probe/batch_idx", float(batch_idx), on_step=True, on_epoch=False, prog_bar=True)
 
 
-def fit(overrides: list, run_dir) -> tuple:
+class MetricProbe(L.Callback):
+    """A torchmetrics object updated every step and logged every fourth."""
+
+    def setup(self, trainer, pl_module, stage):
+        pl_module.probe_mean = MeanMetric().to(pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        pl_module.probe_mean(outputs["loss"])
+        if batch_idx % 4 == 0:
+            pl_module.log("probe/mean", pl_module.probe_mean, on_step=True, on_epoch=False, prog_bar=True,
+                          metric_attribute="probe_mean")
+
+
+def fit(overrides: list, run_dir, callbacks: tuple = ()) -> tuple:
     datamodule, model, trainer = build(compose(overrides + [f"paths.output_dir={run_dir}"]))
     recorder = HookRecorder()
-    trainer.callbacks.append(recorder)
+    trainer.callbacks.extend([recorder, *(callback() for callback in callbacks)])
     trainer.fit(model, datamodule=datamodule)
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     return model, trainer, recorder.calls, rows
 
 
-def same_training(mnist_dir, tmp_path, extra: list) -> tuple:
+def same_training(mnist_dir, tmp_path, extra: list, callbacks: tuple = ()) -> tuple:
     """Fits the same config with fast_loop=true and false; asserts both trained alike; returns the trainers."""
     base = [o for o in quick_overrides(mnist_dir, tmp_path) if not o.startswith("paths.")]
     base += ["trainer.max_epochs=2", "trainer.log_every_n_steps=3", "seed=5"] + extra
-    fast = fit(base + ["fast_loop=true"], tmp_path / "fast")
-    slow = fit(base + ["fast_loop=false"], tmp_path / "slow")
+    fast = fit(base + ["fast_loop=true"], tmp_path / "fast", callbacks)
+    slow = fit(base + ["fast_loop=false"], tmp_path / "slow", callbacks)
     for (name, a), b in zip(fast[0].state_dict().items(), slow[0].state_dict().values()):
         assert torch.equal(a, b), name
     assert fast[1].global_step == slow[1].global_step == 32  # 2 epochs of 16 batches
-    assert fast[2] == slow[2]  # the same hooks, in the same order, with the same counters and losses
+    assert fast[2] == slow[2]  # the same hooks, in the same order, with the same counters, losses and metrics
     assert fast[3] == slow[3]  # metrics.csv, every logged value at every step
     assert fast[1].fit_loop.epoch_loop.state_dict() == slow[1].fit_loop.epoch_loop.state_dict()
     saved = [sorted(p.name for p in (tmp_path / run / "checkpoints").iterdir()) for run in ("fast", "slow")]
@@ -111,6 +136,8 @@ def test_start_up_objects_are_frozen_only_while_fitting(mnist_dir, tmp_path):
 
 
 def test_fast_loop_trains_exactly_as_lightnings_loop_in_bf16(mnist_dir, tmp_path):
-    """The autocast context and the precision plugin's step, with an LSTM."""
-    fast, _, _ = same_training(mnist_dir, tmp_path, ["model=lstm", "model.hidden_size=16", "trainer.precision=bf16-mixed"])
+    """The autocast context and the precision plugin's step, with an LSTM; a torchmetrics object logged too."""
+    fast, _, calls = same_training(mnist_dir, tmp_path, ["model=lstm", "model.hidden_size=16",
+                                                         "trainer.precision=bf16-mixed"], callbacks=(MetricProbe,))
     assert fast.fit_loop.epoch_loop.fast
+    assert any("probe/mean" in call[-1][0] for call in calls if call[0] == "on_train_batch_start")

