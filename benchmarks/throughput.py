@@ -50,9 +50,15 @@ def compose(overrides: list):
 
     from mnistlab.schema import register_schemas
 
+    from hydra.errors import HydraException
+
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("train", overrides=overrides)
+        try:
+            return hydra_compose("train", overrides=overrides)
+        except HydraException as error:  # a bad override: Hydra's message, without the traceback
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+            raise SystemExit(2)
 
 
 def device_of(cfg):
@@ -391,7 +397,7 @@ def main(argv=None) -> dict:
 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." once per fit
-    cfg = compose(args.overrides + ["paths.output_dir=unused"])
+    cfg = compose(args.overrides + [f"model={args.models[0]}", "paths.output_dir=unused"])  # model.* overrides compose
     if cfg.threads is not None:  # every contender runs with the same thread count
         torch.set_num_threads(cfg.threads)
     print(f"mnistlab throughput: torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -37,6 +37,12 @@ def test_benchmark_rejects_unknown_models():
     assert "unknown model(s) resnet" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_benchmark_rejects_a_bad_override_in_one_line():
+    result = run_script("benchmarks/throughput.py", "--models", "softmax", "model.hidden=[16]")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Could not override 'model.hidden'") and "Traceback" not in result.stderr
+
+
 def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
     result = run_script("benchmarks/layout.py", "--presets", "speedrun,cnn_tutorial", "--steps", "2", "--repeats", "1",
                         "threads=1")
@@ -44,3 +50,11 @@ def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
     rows = [line.split() for line in result.stdout.splitlines()[2:]]
     assert [(row[0], row[1]) for row in rows] == [("speedrun", "64"), ("cnn_tutorial", "50")]
     assert all(float(row[2]) > 0 and float(row[3]) > 0 and row[4].endswith("x") for row in rows)
+
+
+def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
+    """model.* keys exist only once the model is chosen: the benchmark composes with the model it times."""
+    result = run_script("benchmarks/throughput.py", "--quick", "--no-startup", "--models", "mlp",
+                        f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1", "model.hidden=[16,8]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n\n")[-1].splitlines()[1].split()[0] == "mlp"
