@@ -63,6 +63,7 @@ class CountingResults(_ResultCollection):
 
     logged = 0
 
+    @torch.compiler.disable  # as Lightning's own log
     def log(self, *args, **kwargs) -> None:
         self.logged += 1
         super().log(*args, **kwargs)
