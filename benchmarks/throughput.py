@@ -47,10 +47,9 @@ TARGETS = {  # on a 2-core CPU; start-up: seconds from process start
 def compose(overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
 
     from mnistlab.schema import register_schemas
-
-    from hydra.errors import HydraException
 
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

@@ -80,10 +80,9 @@ class FastEpochLoop(_TrainingEpochLoop):
         super().on_run_start(data_fetcher)
         trainer = self.trainer
         module = trainer.lightning_module
-        self.callbacks_with = {hook: [cb for cb in trainer.callbacks if is_overridden(hook, cb)]
+        self.callbacks_with = {hook: [cb for cb in trainer.callbacks if is_overridden(hook, cb)
+                                      and (hook != "on_train_batch_end" or saves_in_mid_epoch(cb))]
                                for hook in CALLBACK_HOOKS}
-        self.callbacks_with["on_train_batch_end"] = [cb for cb in self.callbacks_with["on_train_batch_end"]
-                                                     if saves_in_mid_epoch(cb)]
         self.logged_seen = -1  # the epoch's first step refreshes the logger connector's metrics
         self.module_with = {hook: is_overridden(hook, module) for hook in CALLBACK_HOOKS}
         self.passes_batch_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
