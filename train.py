@@ -5,10 +5,11 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run, task_errors
-from mnistlab.runs import continue_in_run_dir
+from mnistlab.runs import continue_in_run_dir, register_resolvers
 from mnistlab.schema import register_schemas
 
 register_schemas()
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -31,6 +31,8 @@ import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+from mnistlab.cli import ArgumentParser, run
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("softmax", "mlp", "cnn", "lstm")
 CONTENDERS = ("framework", "plain", "dataloader")
@@ -47,17 +49,12 @@ TARGETS = {  # on a 2-core CPU; start-up: seconds from process start
 def compose(overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException
 
     from mnistlab.schema import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        try:
-            return hydra_compose("train", overrides=overrides)
-        except HydraException as error:  # a bad override: Hydra's message, without the traceback
-            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-            raise SystemExit(2)
+        return hydra_compose("train", overrides=overrides)
 
 
 def device_of(cfg):
@@ -348,7 +345,7 @@ def report(results: dict, start: dict) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="benchmarks/throughput.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml, e.g. data.data_dir=...")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, default: all four")
@@ -390,6 +387,8 @@ def main(argv=None) -> dict:
     import lightning.pytorch  # noqa: F401  (sets its logger's level, which the line below then lowers)
     import torch
 
+    from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.schema import validate
     from mnistlab.speedups import cheap_cuda_checks
 
     cheap_cuda_checks()  # as train.py does; a plain loop without Lightning never has the slow check either
@@ -397,6 +396,8 @@ def main(argv=None) -> dict:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." once per fit
     cfg = compose(args.overrides + [f"model={args.models[0]}", "paths.output_dir=unused"])  # model.* overrides compose
+    validate(cfg)
+    MNISTDataModule(cfg.data.data_dir, download=cfg.data.download).prepare_data()  # a clear message if missing
     if cfg.threads is not None:  # every contender runs with the same thread count
         torch.set_num_threads(cfg.threads)
     print(f"mnistlab throughput: torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -422,4 +423,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -56,6 +56,7 @@ def quick_overrides(data_dir: Path, output_dir: Path) -> list:
         "data.eval_batch_size=100", "data.download=false", f"paths.output_dir={output_dir}",
         "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
         "trainer.log_every_n_steps=1", "trainer.max_epochs=1", "threads=1",
+        "report=false",  # ~1 s of plotting a run; tests/test_report.py turns it on
     ]
 
 

@@ -44,6 +44,10 @@ def train_script(*args, check=True):
     return result
 
 
+# a resumed run builds only allowed targets, or those of modules this command line trusts (README: Safety)
+TRUST_HELPERS = "trusted_modules=[helper_callbacks]"
+
+
 def signal_at(step, signum, where="batch"):
     return ["+callbacks.killer._target_=helper_callbacks.SignalAtStep", f"+callbacks.killer.step={step}",
             f"+callbacks.killer.signum={int(signum)}", f"+callbacks.killer.where={where}"]
@@ -81,7 +85,7 @@ def test_sigterm_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(mnist
     assert torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", weights_only=True)["global_step"] == 7
     assert not (tmp_path / "metrics.json").exists()  # stopped: not tested
 
-    killed = train_script(f"resume={tmp_path}", "+callbacks.killer.step=22",
+    killed = train_script(f"resume={tmp_path}", TRUST_HELPERS, "+callbacks.killer.step=22",
                           f"+callbacks.killer.signum={int(signal.SIGKILL)}", check=False)
     assert killed.returncode == -signal.SIGKILL
     assert resumed_from(tmp_path).endswith("interrupted.ckpt")
@@ -89,7 +93,7 @@ def test_sigterm_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(mnist
     assert step_files == ["step000016.ckpt", "step000020.ckpt"]  # every 4 steps, the newest 2 kept
 
     last_batch_of_epoch_2 = 2 * STEPS_PER_EPOCH - 1
-    stopped = train_script(f"resume={tmp_path}", f"+callbacks.killer.step={last_batch_of_epoch_2}",
+    stopped = train_script(f"resume={tmp_path}", TRUST_HELPERS, f"+callbacks.killer.step={last_batch_of_epoch_2}",
                            f"+callbacks.killer.signum={int(signal.SIGINT)}", check=False)
     assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr[-3000:]
     assert resumed_from(tmp_path).endswith("step000020.ckpt")

@@ -1,9 +1,10 @@
 """Reading checkpoints safely (weights-only unpickling) and finding a run's checkpoints."""
 
+import inspect
 import logging
 import pickle
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -39,15 +40,25 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
     return checkpoint
 
 
-def load_classifier(path):
-    """The Classifier saved in a checkpoint, rebuilt from its own hyperparameters, in eval mode."""
+def load_classifier(path, trusted_modules: Sequence[str] = ()):
+    """The Classifier saved in a checkpoint, rebuilt from its own hyperparameters, in eval mode.
+
+    What those name is checked against mnistlab.targets' allowlist and `trusted_modules` (the command
+    line's: never the file's own) before anything is imported: a checkpoint is data."""
     from mnistlab.classifier import Classifier
+    from mnistlab.targets import check_targets
 
     checkpoint = load_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") or {}
-    if "model" not in hparams or "optimizer" not in hparams:
+    if not isinstance(hparams.get("model"), dict) or not isinstance(hparams.get("optimizer"), dict):
         raise CheckpointError(f"{path} was not written by mnistlab's train.py (no model config in it)")
-    model = Classifier(**hparams)
+    accepted = set(inspect.signature(Classifier).parameters) - {"trusted_modules"}  # nor may it trust itself
+    unexpected = sorted(str(key) for key in hparams if key not in accepted)
+    if unexpected:
+        raise CheckpointError(f"{path} refused: its hyper_parameters hold {unexpected[0]!r}, which a checkpoint "
+                              f"of mnistlab's train.py does not have")
+    check_targets(hparams, trusted_modules, source=f"{path}")  # names the file; Classifier checks again
+    model = Classifier(**hparams, trusted_modules=trusted_modules)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:

@@ -1,7 +1,7 @@
 """The one LightningModule: wraps any network from mnistlab.models with loss, metrics and optimizers."""
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import lightning as L
 import torch
@@ -14,6 +14,7 @@ from mnistlab.data.batches import TensorBatches
 from mnistlab.ema import EMA
 from mnistlab.models.init import init_weights
 from mnistlab.models.normalize import Normalize
+from mnistlab.targets import check_targets
 
 SUM_EVERY = 64  # training steps between updates of the epoch's loss and accuracy sums
 
@@ -26,12 +27,18 @@ class Classifier(L.LightningModule):
 
     model: the model config (`_target_` network plus l2 and init keys); optimizer and scheduler:
     partial factories as in conf/; ema: {enabled, decay}; mean/std: input normalisation, folded in.
+    trusted_modules: modules besides mnistlab.targets' allowlist whose classes the configs may name.
     """
 
     def __init__(self, model: dict, optimizer: dict, scheduler: Optional[dict] = None,
-                 ema: Optional[dict] = None, mean: float = 0.1307, std: float = 0.3081):
+                 ema: Optional[dict] = None, mean: float = 0.1307, std: float = 0.3081,
+                 trusted_modules: Sequence[str] = ()):
         super().__init__()
-        self.save_hyperparameters()
+        # Every target is checked here, before anything is imported: these dicts may come from a checkpoint.
+        check_targets({"model": model, "optimizer": optimizer, "scheduler": scheduler}, trusted_modules)
+        # The trust comes from the command line of each run, never from a checkpoint: not a hyperparameter.
+        self.save_hyperparameters(ignore=["trusted_modules"])
+        self.trusted_modules = tuple(trusted_modules)
         network = instantiate({k: v for k, v in model.items() if k not in TRAINING_KEYS}, _convert_="all")
         init_weights(network, model.get("init", "default"), model.get("init_std", 0.1),
                      model.get("init_bias", 0.0))

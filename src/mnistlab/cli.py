@@ -1,5 +1,6 @@
 """Run a Hydra entry point and turn bad input into one clear line on stderr."""
 
+import argparse
 import os
 import sys
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -28,16 +29,29 @@ def fold(text: str) -> str:
     return folded
 
 
+def describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:  # "[Errno 20] Not a directory: 'x'" -> "x: Not a directory"
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return fold(str(err))
+
+
 def one_line(err: BaseException) -> str:
-    parts = [fold(str(exc)) for exc in (err, err.__cause__) if exc is not None]
+    parts = [describe(exc) for exc in (err, err.__cause__) if exc is not None]
     return ": ".join(dict.fromkeys(part for part in parts if part))
 
 
-def bad_input_types() -> tuple:
+def expected_failures() -> tuple:
+    """What bad input causes, in every entry point: a wrong config (ours, Hydra's, OmegaConf's, Lightning's
+    checks of trainer arguments), a file or folder that is missing, of the wrong kind or unwritable, bad
+    data or checkpoints (UserError). Anything else is a bug and keeps its traceback."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    return (UserError, HydraException, OmegaConfBaseException)
+    failures = [UserError, HydraException, OmegaConfBaseException, OSError]
+    lightning = sys.modules.get("lightning.fabric.utilities.exceptions")  # imported only if Lightning is
+    if lightning is not None:
+        failures.append(lightning.MisconfigurationException)
+    return tuple(failures)
 
 
 @contextmanager
@@ -45,9 +59,16 @@ def exit_on_bad_input() -> Iterator[None]:
     """Bad input becomes `error: <one line>` on stderr and exit code 2 (SystemExit passes through Hydra)."""
     try:
         yield
-    except bad_input_types() as err:
+    except expected_failures() as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the tools run through `run`: a bad argument is an `error:` line as everywhere else."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see: {self.prog} --help)")
 
 
 def in_multirun() -> bool:
@@ -64,7 +85,8 @@ def task_errors() -> AbstractContextManager:
 
 
 def run(main: Callable[[], object]) -> None:
-    """Call a `@hydra.main` function whose task body also runs under exit_on_bad_input."""
+    """Every entry point's one way in: a `@hydra.main` function (whose task body also runs under
+    exit_on_bad_input) or an argparse tool's main, with expected failures turned into one line."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us, not Hydra's report
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         from mnistlab.help import speed_up_help

@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or exported model missing, unreadable, unsafe, or not from this project."""
+
+
+class UnsafeConfigError(UserError):
+    """A checkpoint or saved config names something to build that is neither allowed nor trusted."""

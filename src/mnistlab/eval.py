@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 class Evaluator:
     """Evaluates checkpoints of one run the way train.py tests them: same data, batches, precision."""
 
-    def __init__(self, run_dir: Optional[Path], data_dir: Optional[str]):
+    def __init__(self, run_dir: Optional[Path], data_dir: Optional[str], trusted_modules=()):
         from mnistlab.data.mnist import MNISTDataModule
+
+        self.trusted_modules = list(trusted_modules)  # the command line's (README: Safety)
 
         run_cfg = saved_config(run_dir) if run_dir is not None else None
         data = OmegaConf.to_container(run_cfg.data) if run_cfg is not None else asdict(DataConfig())
@@ -33,14 +35,15 @@ class Evaluator:
         self.datamodule = MNISTDataModule(**data, seed=0)  # evaluation batches are not shuffled
         self.datamodule.prepare_data()
 
-    def __call__(self, ckpt_path: Path, split: str) -> dict:
+    def __call__(self, ckpt_path: Path, split: str, callbacks: tuple = ()) -> dict:
         import lightning as L
 
         from mnistlab.checkpoints import load_classifier
 
-        model, checkpoint = load_classifier(ckpt_path)
+        model, checkpoint = load_classifier(ckpt_path, self.trusted_modules)
         trainer = L.Trainer(accelerator=self.accelerator, devices=1, precision=self.precision, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=list(callbacks))
         run = trainer.test if split == "test" else trainer.validate
         [metrics] = run(model, datamodule=self.datamodule, verbose=False)
         return {"checkpoint": str(ckpt_path), "step": int(checkpoint.get("global_step", 0)),
@@ -68,6 +71,8 @@ def evaluate(cfg: DictConfig) -> dict:
     import torch
 
     from mnistlab.checkpoints import load_checkpoint, resolve_checkpoint
+    from mnistlab.predictions import RecordPredictions
+    from mnistlab.report import write_eval_details
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -80,12 +85,15 @@ def evaluate(cfg: DictConfig) -> dict:
     ckpt_path = resolve_checkpoint(cfg.ckpt_path)
     load_checkpoint(ckpt_path, mmap=True)  # an unreadable or unsafe file is refused before any data loads
     run_dir = run_dir_of(ckpt_path)
-    metrics = Evaluator(run_dir, cfg.data_dir)(ckpt_path, cfg.split)
+    recorder = RecordPredictions()  # for the confusion matrix and mistakes beside the metrics
+    metrics = Evaluator(run_dir, cfg.data.data_dir, cfg.trusted_modules)(ckpt_path, cfg.split, callbacks=[recorder])
     output = Path(cfg.output) if cfg.output else default_output(ckpt_path, run_dir, cfg.split)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(metrics, indent=2))
     split = cfg.split
     print(f"{split}/acc {metrics[f'{split}/acc']:.4f}  {split}/loss {metrics[f'{split}/loss']:.4f}  "
           f"(step {metrics['step']}, {os.path.relpath(ckpt_path)})")
-    print(f"metrics saved in {os.path.relpath(output)}")
+    details = write_eval_details(recorder.predictions, output, f"{os.path.relpath(ckpt_path)} on the {split} set")
+    print(f"metrics saved in {os.path.relpath(output)}; confusion matrix and mistakes in "
+          f"{', '.join(path.name for path in details)}")
     return metrics

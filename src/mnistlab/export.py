@@ -70,10 +70,10 @@ def export(cfg: DictConfig) -> dict:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path)
-    model, _ = load_classifier(ckpt_path)
+    model, _ = load_classifier(ckpt_path, cfg.trusted_modules)
     net = model.inference_net.eval()
     run_dir = run_dir_of(ckpt_path)
-    images, described = test_images(run_dir, cfg.data_dir, cfg.check_images)
+    images, described = test_images(run_dir, cfg.data.data_dir, cfg.check_images)
     if cfg.output:
         output = Path(cfg.output)
     else:

@@ -23,9 +23,9 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
-def load_model(path) -> Callable[[np.ndarray], np.ndarray]:
+def load_model(path, trusted_modules=()) -> Callable[[np.ndarray], np.ndarray]:
     """A function from float32 images (N, 1, 28, 28) in [0, 1] to logits, for a checkpoint (file or
-    run directory), an exported TorchScript file or an ONNX file."""
+    run directory), an exported TorchScript file or an ONNX file. trusted_modules: README, Safety."""
     import torch
 
     from mnistlab.checkpoints import load_classifier, resolve_checkpoint
@@ -47,7 +47,7 @@ def load_model(path) -> Callable[[np.ndarray], np.ndarray]:
             warnings.simplefilter("ignore")  # TorchScript is deprecated in torch >= 2.10, still loads
             net = torch.jit.load(str(path), map_location="cpu")
     else:
-        net = load_classifier(path)[0].inference_net
+        net = load_classifier(path, trusted_modules)[0].inference_net
     net.eval()
 
     def run(images: np.ndarray) -> np.ndarray:
@@ -92,7 +92,7 @@ def predict(cfg: DictConfig) -> list:
 
         torch.set_num_threads(cfg.threads)
     files, problems = expand(cfg.images)
-    model = load_model(cfg.ckpt_path)
+    model = load_model(cfg.ckpt_path, cfg.trusted_modules)
     digits, readable = [], []
     for path in files:
         try:

@@ -12,7 +12,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import UserError
-from mnistlab.runs import run_dir_of, saved_config
+from mnistlab.runs import SAVED_CONFIG, run_dir_of, saved_config
+from mnistlab.targets import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     hydra = HydraConfig.get()
     resumed = saved_config(run_dir)
     apply_overrides(resumed, list(hydra.overrides.task), set(hydra.runtime.choices))
+    # The trust is this command line's alone: the saved file's own list would let it trust itself.
+    resumed.trusted_modules = list(cfg.get("trusted_modules") or [])
+    check_targets(resumed, resumed.trusted_modules, source=str(run_dir / SAVED_CONFIG), run_config=True)
     if ckpt_path is None:
         from mnistlab.checkpoints import latest_checkpoint
 
@@ -58,5 +62,30 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         if ckpt_path is None:
             raise UserError(f"resume={cfg.resume}: the run saved no checkpoint yet; start it again instead")
     resumed.ckpt_path = str(ckpt_path)
-    log.info("resuming %s from %s", run_dir, ckpt_path)
+    print(f"continuing the run in {run_dir} from {ckpt_path}: its metrics.json, logs and checkpoints "
+          f"will be updated", flush=True)  # not a new run folder: say so before training
     return resumed
+
+
+def check_resumable(checkpoint: dict, path, trainer_cfg, model) -> None:
+    """Refuse, in one line, a checkpoint that the trainer limits leave nothing to train from, or whose
+    weights do not fit the model the config builds (Lightning would raise deep inside fit). Also one
+    whose hyperparameters name something not allowed: unused here, but a checkpoint is data everywhere."""
+    check_targets(checkpoint.get("hyper_parameters") or {}, getattr(model, "trusted_modules", ()), source=str(path))
+    step = int(checkpoint.get("global_step", 0))
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epochs_done = int(progress.get("current", {}).get("processed", 0))  # epochs whose batches all ran
+    where = f"{path} stands at step {step} ({epochs_done} epoch{'s' * (epochs_done != 1)} done)"
+    max_steps, max_epochs = trainer_cfg.get("max_steps", -1), trainer_cfg.get("max_epochs")
+    if max_steps is not None and 0 < max_steps <= step:
+        raise UserError(f"{where}: trainer.max_steps={max_steps} is reached already; "
+                        f"raise it above {step} to train on")
+    if max_epochs is not None and 0 <= max_epochs <= epochs_done:
+        raise UserError(f"{where}: trainer.max_epochs={max_epochs} is reached already; "
+                        f"raise it above {epochs_done} to train on")
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    saved = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
+    if saved != expected:
+        differing = sorted(set(saved) ^ set(expected)) or [n for n in expected if saved[n] != expected[n]]
+        raise UserError(f"{path}: its weights do not fit the model this config builds "
+                        f"(first difference: {differing[0]}); use the model settings it was trained with")

@@ -7,6 +7,11 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics import Metric
 
 from mnistlab.data.batches import TensorBatches
+from mnistlab.errors import CheckpointError
+
+
+def is_tensors(value) -> bool:
+    return isinstance(value, torch.Tensor) or (isinstance(value, list) and all(isinstance(v, torch.Tensor) for v in value))
 
 
 def copied(value):
@@ -54,12 +59,21 @@ class ResumeState(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if self.loaded is None:
             return
+        modules = dict(pl_module.named_modules())
+        for name, saved in self.loaded["metrics"].items():
+            metric = modules.get(name)
+            # names from the file: only a metric's declared states may be set, never other attributes
+            wrong = [key for key, value in saved["state"].items()
+                     if not isinstance(metric, Metric) or key not in metric._defaults or not is_tensors(value)]
+            if not isinstance(metric, Metric) or wrong:
+                raise CheckpointError(f"{trainer.ckpt_path}: its resume_state names {name!r}"
+                                      f"{'.' + repr(wrong[0]) if wrong else ''}, not a metric state of this "
+                                      f"model; not resumed")
         torch.set_rng_state(self.loaded["torch_rng"].cpu())
         if self.loaded["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([state.cpu() for state in self.loaded["cuda_rng"]])
         if self.loaded["batches"] is not None:
             trainer.train_dataloader.load_state_dict(self.loaded["batches"])  # read at the epoch's first batch
-        modules = dict(pl_module.named_modules())
         for name, saved in self.loaded["metrics"].items():
             metric = modules[name]
             for key, value in saved["state"].items():

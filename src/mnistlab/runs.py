@@ -3,6 +3,8 @@
 Imports nothing heavy: train.py uses it to pick the run directory before Hydra starts.
 """
 
+import itertools
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,6 +15,26 @@ from mnistlab.errors import UserError
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 CHECKPOINTS = "checkpoints"
 FINAL_METRICS = "metrics.json"  # written when a run has finished: its last checkpoint is in place
+
+
+def claim_new_dir(path: str) -> str:
+    """`path`, else `path-1`, `path-2`, ...: the first that did not exist, created here. mkdir is atomic, so
+    runs started in the same second (two shells, a script's loop, a job array) each get their own folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        candidate = path if n == 0 else f"{path}-{n}"
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def register_resolvers() -> None:
+    """`${new_dir:...}` in conf/hydra/default.yaml. Cached like Hydra's `now`: Hydra copies the cache into every
+    sweep job's config (in launcher processes too), so a run or sweep claims its folder once."""
+    if not OmegaConf.has_resolver("new_dir"):
+        OmegaConf.register_new_resolver("new_dir", claim_new_dir, use_cache=True)
 
 
 def is_run_dir(path: Path) -> bool:

@@ -20,6 +20,12 @@ def require(ok: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"{key} {rule}, got {value!r}")
 
 
+def check_trusted_modules(names: List[str]) -> None:
+    """trusted_modules (mnistlab.targets): module names whose classes configs and checkpoints may name."""
+    require(all(name and all(part.isidentifier() for part in name.split(".")) for name in names),
+            "trusted_modules", "must hold module names such as mypkg.nets", list(names))
+
+
 def check_dropout(key: str, value: float) -> None:
     require(0.0 <= value < 1.0, key, "must be in [0, 1)", value)
 
@@ -231,10 +237,13 @@ class TrainConfig:
     fast_loop: bool = True  # mnistlab.fast_loop's training step instead of Lightning's own (same results)
     ckpt_path: Optional[str] = None
     resume: Optional[str] = None  # a run directory: continue it (see mnistlab.resume)
+    report: bool = True  # report.png and report.md in the run directory (mnistlab.report)
+    trusted_modules: List[str] = field(default_factory=list)  # the command line's only: never a saved one's
 
     def __post_init__(self) -> None:
         require(self.threads is None or self.threads > 0, "threads", "must be null or a positive integer",
                 self.threads)
+        check_trusted_modules(self.trusted_modules)
 
 
 SCHEMAS = {

@@ -6,7 +6,6 @@ against each swept parameter.
 Every multirun ends with it (mnistlab.sweep_callback); run it by hand to rebuild the files of any past sweep.
 """
 
-import argparse
 import csv
 import math
 import re
@@ -15,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from mnistlab.cli import ArgumentParser
 from mnistlab.errors import UserError
+from mnistlab.groups import seed_table
 from mnistlab.sweep_records import PRUNING_OVERRIDE, RECORD, STATUSES, finite, read_record
 
 CSV_FILE, MARKDOWN_FILE, PLOT_FILE = "summary.csv", "summary.md", "summary.png"
@@ -233,11 +234,12 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
     order = "highest" if direction == "maximize" else "lowest"
     header = (f"Sweep {sweep_dir}: {len(jobs)} jobs ({counts}), sorted by {metric}, {order} first\n"
               + (f"Same in every job: {' '.join(f'{k}={v}' for k, v in fixed.items())}\n" if fixed else "") + "\n")
-    (sweep_dir / MARKDOWN_FILE).write_text(header + markdown(rows, params) + "\n")
+    over_seeds = seed_table(jobs, params, columns(metric), direction)  # '' unless jobs differ only by seed
+    (sweep_dir / MARKDOWN_FILE).write_text(header + markdown(rows, params) + "\n" + over_seeds)
     plotted = plot(jobs, params, metric, direction, sweep_dir.name, sweep_dir / PLOT_FILE)
     more = len(rows) - CONSOLE_ROWS
     print("\n" + header + markdown(rows[:CONSOLE_ROWS], params)
-          + (f"\n... {more} more rows in {MARKDOWN_FILE}" if more > 0 else "") + "\n")
+          + (f"\n... {more} more rows in {MARKDOWN_FILE}" if more > 0 else "") + "\n" + over_seeds)
     written = [CSV_FILE, MARKDOWN_FILE] + ([PLOT_FILE] if plotted else [])
     print(f"summary written to {sweep_dir}/: {', '.join(written)}"
           + ("" if plotted else f" (no plot: no job has {metric})"), flush=True)
@@ -245,7 +247,7 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
 
 
 def main(argv: Optional[list] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mnistlab.summary", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m mnistlab.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. outputs/multirun/2026-01-01/12-00-00")
     parser.add_argument("--metric", help="sort and plot by this metric (default: the sweep's own, else val/acc)")
     parser.add_argument("--direction", choices=["maximize", "minimize"], help="default: the sweep's own, else maximize")

@@ -4,12 +4,12 @@ Like schema.py: types are checked while Hydra composes, ranges by `validate`. Im
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from mnistlab.schema import require
+from mnistlab.schema import check_trusted_modules, require
 
 
 @dataclass
@@ -25,15 +25,22 @@ class WatchConfig:
 
 
 @dataclass
+class ToolDataConfig:
+    data_dir: Optional[str] = None  # spelled data.data_dir, as in train.py
+
+
+@dataclass
 class EvalConfig:
     ckpt_path: str = MISSING
     split: str = "test"
-    data_dir: Optional[str] = None
+    data: ToolDataConfig = field(default_factory=ToolDataConfig)
     output: Optional[str] = None
     threads: Optional[int] = None
+    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.targets
     watch: WatchConfig = field(default_factory=WatchConfig)
 
     def __post_init__(self) -> None:
+        check_trusted_modules(self.trusted_modules)
         require(self.split in ("test", "val"), "split", "must be test or val", self.split)
         require(self.threads is None or self.threads > 0, "threads", "must be null or a positive integer",
                 self.threads)
@@ -44,12 +51,14 @@ class ExportConfig:
     ckpt_path: str = MISSING
     format: str = "torchscript"
     output: Optional[str] = None
-    data_dir: Optional[str] = None
+    data: ToolDataConfig = field(default_factory=ToolDataConfig)
     check_images: int = 256
     tolerance: float = 1e-4
     threads: Optional[int] = None
+    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.targets
 
     def __post_init__(self) -> None:
+        check_trusted_modules(self.trusted_modules)
         require(self.format in ("torchscript", "onnx"), "format", "must be torchscript or onnx", self.format)
         require(self.check_images > 0, "check_images", "must be a positive integer", self.check_images)
         require(self.tolerance > 0, "tolerance", "must be positive", self.tolerance)
@@ -62,8 +71,10 @@ class PredictConfig:
     top_k: int = 1
     invert: Optional[bool] = None  # null: detect a light background and invert
     threads: Optional[int] = None
+    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.targets
 
     def __post_init__(self) -> None:
+        check_trusted_modules(self.trusted_modules)
         require(1 <= self.top_k <= 10, "top_k", "must be between 1 and 10", self.top_k)
 
 

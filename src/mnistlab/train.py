@@ -39,7 +39,8 @@ def build_classifier(cfg: DictConfig):
     from mnistlab.classifier import Classifier
 
     return Classifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler) or None,
-                      ema=plain(cfg.ema), mean=cfg.data.mean, std=cfg.data.std)
+                      ema=plain(cfg.ema), mean=cfg.data.mean, std=cfg.data.std,
+                      trusted_modules=list(cfg.get("trusted_modules") or []))
 
 
 def build(cfg: DictConfig) -> tuple:
@@ -58,14 +59,15 @@ def build(cfg: DictConfig) -> tuple:
     from mnistlab.fast_loop import install as install_fast_loop
     from mnistlab.interrupt import SaveOnInterrupt
     from mnistlab.parallel import default_threads
+    from mnistlab.resume import check_resumable
     from mnistlab.resume_state import ResumeState
     from mnistlab.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
+    from mnistlab.validate_at_stop import ValidateAtStop
 
     cheap_cuda_checks()
     threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
     if threads is not None:
         torch.set_num_threads(threads)
-    log.info(f"torch CPU threads: {torch.get_num_threads()}")
     if cfg.seed is not None:  # seed 0 is a seed too
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -75,14 +77,17 @@ def build(cfg: DictConfig) -> tuple:
     datamodule.prepare_data()  # the missing-data message comes before any model is built
 
     model = build_classifier(cfg)
+    if cfg.ckpt_path is not None:  # refuses an unsafe, spent or unfitting file with a clear message before Lightning
+        checkpoint = load_checkpoint(cfg.ckpt_path, mmap=True)
+        check_resumable(checkpoint, cfg.ckpt_path, cfg.trainer, model)
+        log.info("resuming from %s", cfg.ckpt_path)
+    log.info(f"torch CPU threads: {torch.get_num_threads()}")  # after the checks: a refused resume adds no line
     loggers = build_all(cfg, "logger")
-    if cfg.ckpt_path is not None:  # refuses an unsafe file with a clear message before Lightning sees it
-        resume_step = int(load_checkpoint(cfg.ckpt_path, mmap=True).get("global_step", 0))
-        for logger in loggers:
-            if isinstance(logger, CSVLogger):
-                logger.resume_step = resume_step
+    for logger in loggers:
+        if cfg.ckpt_path is not None and isinstance(logger, CSVLogger):
+            logger.resume_step = int(checkpoint.get("global_step", 0))
     callbacks = build_all(cfg, "callbacks") + [ResumeState(), SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints")),
-                                               FreezeStartupObjects()]
+                                               ValidateAtStop(), FreezeStartupObjects()]
     if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
@@ -94,12 +99,18 @@ def build(cfg: DictConfig) -> tuple:
 
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
-    from mnistlab.interrupt import Interrupted, SaveOnInterrupt
     from mnistlab.resume import resumed_config
 
     cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
-    validate(cfg)  # every range check, before anything heavy happens
+    validate(cfg)  # every range check, before anything heavy happens (Lightning loads below)
+    from mnistlab.environment import write_environment
+    from mnistlab.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.predictions import RecordPredictions
+    from mnistlab.report import write_report
+
     datamodule, model, trainer = build(cfg)
+    if trainer.is_global_zero:  # env.json, requirements.txt: before fitting, so that a crashed run has them
+        write_environment(Path(cfg.paths.output_dir))
     stopper = next(c for c in trainer.callbacks if isinstance(c, SaveOnInterrupt))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
@@ -115,6 +126,9 @@ def train(cfg: DictConfig) -> dict:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if best:
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
+    recorder = RecordPredictions()  # the test's own predictions, for the report
+    if cfg.get("report", True):
+        trainer.callbacks.append(recorder)
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
     metrics["step"] = trainer.global_step
@@ -126,4 +140,6 @@ def train(cfg: DictConfig) -> dict:
               f"(val/acc {metrics.get('val/acc', float('nan')):.4f}; tested {tested})")
         print(f"run saved in {run_dir}")
         Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if recorder.predictions is not None:
+            write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics)
     return metrics

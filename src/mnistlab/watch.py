@@ -50,7 +50,7 @@ def watch(cfg: DictConfig) -> list:
     run_dir = run_dir_of(cfg.ckpt_path)
     if run_dir is None or Path(cfg.ckpt_path).is_file():
         raise UserError(f"watch=true needs ckpt_path=<run directory>, got {cfg.ckpt_path}")
-    evaluate = Evaluator(run_dir, cfg.data_dir)
+    evaluate = Evaluator(run_dir, cfg.data.data_dir, cfg.trusted_modules)
     output = Path(cfg.output) if cfg.output else run_dir / "eval" / "watch-val.jsonl"
     output.parent.mkdir(parents=True, exist_ok=True)
     new_checkpoints, results = NewCheckpoints(run_dir), []

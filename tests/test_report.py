@@ -1,0 +1,135 @@
+"""A run's report (report.png, report.md), eval.py's confusion matrix and mistakes, and the environment a run
+records (env.json, requirements.txt)."""
+
+import csv
+import json
+import platform
+import re
+from importlib import metadata
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import N_TEST, ROOT, TEST_FILES, run_script
+from mnistlab.checkpoints import load_classifier, resolve_checkpoint
+from mnistlab.data.idx import read_idx
+from mnistlab.eval import evaluate
+from mnistlab.predictions import Predictions
+from mnistlab.report import main as report_main
+from tool_config import compose_tool, train_run
+
+OVERRIDES = ["model=mlp", "model.hidden=[16]", "seed=0", "optimizer.lr=1e-3", "report=true"]
+PNG = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def run(mnist_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(OVERRIDES))  # as Hydra writes it
+    return run_dir, train_run(mnist_dir, run_dir, OVERRIDES)
+
+
+def predictions_of(run_dir, mnist_dir) -> Predictions:
+    """The tested checkpoint run again on the test files, without the recorder."""
+    model, _ = load_classifier(resolve_checkpoint(run_dir))
+    images, labels = (read_idx(mnist_dir / "MNIST" / "raw" / name) for name in TEST_FILES)
+    with torch.inference_mode():
+        logits = model.eval()(images.unsqueeze(1).float() / 255)
+    return Predictions(logits, labels.long(), images)
+
+
+def row_cells(markdown: str, first_cell: str) -> list:
+    """The other cells of the first table row that starts with first_cell."""
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {first_cell} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def test_report_holds_the_tested_checkpoints_test_results(run, mnist_dir):
+    run_dir, metrics = run
+    text = (run_dir / "report.md").read_text()
+    expected = predictions_of(run_dir, mnist_dir)
+    assert 0 < expected.accuracy() < 1  # there are mistakes to show
+    assert expected.accuracy() == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert row_cells(text, "accuracy") == [f"{correct / total:.4f}" for _, correct, total in expected.per_class()]
+    assert sum(map(int, row_cells(text, "images"))) == N_TEST
+    assert row_cells(text, "test/acc") == [f"{metrics['test/acc']:.4f}"]
+    true, predicted, count = expected.most_confused()[0]
+    confused = text.split("## Most confused pairs")[1]
+    assert row_cells(confused, str(true))[:2] == [str(predicted), str(count)]  # the most confused pair first
+    assert "python train.py model=mlp 'model.hidden=[16]' seed=0 optimizer.lr=1e-3 report=true" in text
+    assert "![report](report.png)" in text
+    with Image.open(run_dir / "report.png") as picture:
+        assert picture.format == "PNG" and picture.size == (1200, 720)
+
+
+def test_eval_writes_the_confusion_matrix_and_the_most_confident_mistakes(run, mnist_dir, tmp_path):
+    run_dir, _ = run
+    evaluated = evaluate(compose_tool("eval", [f"ckpt_path={run_dir}", f"output={tmp_path / 'test.json'}",
+                                               "threads=1"]))
+    with open(tmp_path / "test-confusion.csv") as f:
+        confusion = torch.tensor([[int(cell) for cell in row[1:]] for row in list(csv.reader(f))[1:]])
+    assert confusion.sum() == N_TEST
+    assert confusion.trace().item() / N_TEST == pytest.approx(evaluated["test/acc"], abs=1e-6)
+    expected = predictions_of(run_dir, mnist_dir)
+    assert torch.equal(confusion, expected.confusion())
+
+    with open(tmp_path / "test-mistakes.csv") as f:
+        mistakes = list(csv.DictReader(f))
+    wrong = (expected.predicted != expected.labels).nonzero().flatten()
+    assert len(mistakes) == min(25, len(wrong))
+    probabilities = [float(m["probability"]) for m in mistakes]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert probabilities[0] == pytest.approx(expected.logits.softmax(1)[wrong].max().item(), abs=1e-4)
+    for mistake in mistakes:
+        index = int(mistake["index"])
+        assert int(mistake["true"]) == expected.labels[index] != int(mistake["predicted"]) == expected.predicted[index]
+    assert (tmp_path / "test.png").read_bytes()[:4] == PNG
+
+
+def test_report_is_remade_from_the_run_directory(run):
+    run_dir, _ = run
+    written = (run_dir / "report.md").read_text()
+    for name in ("report.png", "report.md"):
+        (run_dir / name).unlink()
+    report_main([str(run_dir)])
+    assert (run_dir / "report.md").read_text() == written
+    assert (run_dir / "report.png").read_bytes()[:4] == PNG
+
+
+def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
+    result = run_script("-m", "mnistlab.report", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path} is not a run directory of train.py (no .hydra/config.yaml in it)\n"
+
+
+def test_report_false_writes_none(mnist_dir, tmp_path):
+    train_run(mnist_dir, tmp_path, ["model=softmax", "report=false"])
+    assert not (tmp_path / "report.png").exists() and not (tmp_path / "report.md").exists()
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_env_json_and_requirements_describe_the_run(run):
+    run_dir, _ = run
+    env = json.loads((run_dir / "env.json").read_text())
+    assert {"command", "started", "git_commit", "git_dirty", "python", "torch", "lightning", "hydra", "optuna",
+            "numpy", "cuda", "cudnn", "cpu", "gpus", "torch_threads", "hostname"} <= set(env)
+    assert env["python"] == platform.python_version()
+    assert env["torch"] == metadata.version("torch") and env["hydra"] == metadata.version("hydra-core")
+    assert env["torch_threads"] == 1  # threads=1 was set before it was written
+    if (ROOT / ".git").exists():
+        assert re.fullmatch("[0-9a-f]{40}", env["git_commit"]) and isinstance(env["git_dirty"], bool)
+    requirements = (run_dir / "requirements.txt").read_text().splitlines()
+    assert f"torch=={metadata.version('torch')}" in requirements
+    assert f"lightning=={metadata.version('lightning')}" in requirements
+    assert all(re.fullmatch(r"\S+==\S+", line) for line in requirements)
+
+
+def test_a_run_that_fails_still_records_its_environment(mnist_dir, tmp_path):
+    with pytest.raises(Exception, match="training diverged"):
+        train_run(mnist_dir, tmp_path, ["model=mlp", "model.hidden=[16]", "optimizer=sgd", "optimizer.lr=1e20"])
+    assert not (tmp_path / "metrics.json").exists()
+    assert json.loads((tmp_path / "env.json").read_text())["torch"] == metadata.version("torch")
+    assert (tmp_path / "requirements.txt").stat().st_size > 0
