@@ -5,6 +5,7 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run, task_errors
+from mnistlab.distributed import launch_arguments
 from mnistlab.runs import continue_in_run_dir, register_resolvers
 from mnistlab.schema import register_schemas
 
@@ -23,4 +24,5 @@ def main(cfg):
 if __name__ == "__main__":
     with exit_on_bad_input():
         sys.argv = continue_in_run_dir(sys.argv)  # resume=<run dir>: Hydra runs in that directory again
+        sys.argv = launch_arguments(sys.argv)  # torchrun, srun: one run of several processes
     run(main)

@@ -214,6 +214,19 @@ def test_lookalike_targets_are_refused(target):
         check_targets({"x": {"_target_": target}}, source="f.ckpt", run_config=True)
 
 
+def test_a_trusted_module_allows_only_what_it_defines(tmp_path, monkeypatch):
+    module = f"mine_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("import os\nfrom os import system\nfrom torch import nn\n\n\n"
+                                           "class Net(nn.Module):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check_targets({"model": {"_target_": f"{module}.Net"}}, [module])
+    for target in (f"{module}.system", f"{module}.os.system", f"{module}.nn.Module"):  # imported there, not its own
+        with pytest.raises(UnsafeConfigError, match=f"refused to build model._target_='{target}'"):
+            check_targets({"model": {"_target_": target}}, [module])
+    with pytest.raises(UnsafeConfigError, match="neither allowed nor trusted"):
+        check_targets({"model": {"_target_": f"{module}.Net"}}, [module[:-1]])  # a prefix of a name is not it
+
+
 def test_every_target_in_conf_is_allowed():
     """conf/ builds only allowed targets, so a resumed run's saved config always passes (hydra/ is Hydra's own
     and not saved with the run). A new callback or logger module of ours must be added to targets.run_rules."""
@@ -254,7 +267,8 @@ ENTRY_POINTS = {
     # a checkpoint from elsewhere: trained on from this command line's config, its own is checked all the same
     "train-standalone-ckpt": ("optimizer", None, lambda run, tmp, data: [
         "train.py", f"ckpt_path={shutil.copy(run / 'checkpoints' / 'last.ckpt', tmp / 'downloaded.ckpt')}",
-        *quick_overrides(data, tmp / "new-run"), "model=softmax", "trainer.max_epochs=2", f"hydra.run.dir={tmp}/new-run"]),
+        *quick_overrides(data, tmp / "new-run"), "model=softmax", "trainer.max_epochs=2",
+        f"hydra.run.dir={tmp}/new-run"]),
     # a checkpoint in its run directory, and resume=: the run's saved config is what gets built
     "train-ckpt-in-run": (None, {"scheduler": "open-w"}, lambda run, tmp, data: [
         "train.py", f"ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=2"]),

@@ -102,7 +102,7 @@ def test_optuna_study_continues_without_rerunning_finished_trials(mnist_dir, tmp
     trials = load_study(sweep).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.FAIL] + [TrialState.COMPLETE] * 2
     assert trials[2].value == 0.5 and trials[3].user_attrs == {"interrupted": True}
-    assert trials[4].params == stale.params and trials[4].user_attrs == {"retry_of": 3}
+    assert trials[4].params == stale.params and trials[4].user_attrs["retry_of"] == 3
     assert trials[5].params not in [t.params for t in trials[:5]]  # the seeded sampler does not start over
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2", "4", "5"]  # job = trial
     assert len(read_summary(sweep)) == 5

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnistlab.data.batches import TensorBatches
@@ -49,6 +50,8 @@ class Classifier(L.LightningModule):
         self.ema = EMA(self.net, ema["decay"]) if ema and ema.get("enabled") else None
         self.val_acc, self.test_acc = (MulticlassAccuracy(model.get("num_classes", 10), average="micro")
                                        for _ in range(2))
+        # over every image, exact across DDP ranks; a NaN loss shows as NaN, without a host sync per batch to check
+        self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(2))
 
     def __setattr__(self, name, value):
         if name == "_current_fx_name":  # Lightning sets it ~40 times a step: skip nn.Module's checks (~50 µs)
@@ -138,20 +141,22 @@ class Classifier(L.LightningModule):
         """After each optimizer step (a hook of the optimizer, so before step checkpoints are saved)."""
         self.ema.update(self.net, self.global_step + 1)  # the step count is raised after the step
 
-    def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
+    def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy, loss: MeanMetric) -> None:
         images, labels = batch
         logits = self.inference_net(images)
         accuracy.update(logits, labels)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), prog_bar=True, sync_dist=True,
-                 batch_size=len(labels))
+        loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        # metric objects: their sums and counts are synced across DDP ranks, so the split's values are exact (and a
+        # logged tensor's sync would update an inference tensor outside inference mode, which torch forbids)
+        self.log(f"{stage}/loss", loss, prog_bar=True)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
         with torch.inference_mode():  # Lightning validates under no_grad inside fit; nothing here feeds training
-            self.evaluate(batch, "val", self.val_acc)
+            self.evaluate(batch, "val", self.val_acc, self.val_loss)
 
     def test_step(self, batch, batch_idx):
-        self.evaluate(batch, "test", self.test_acc)
+        self.evaluate(batch, "test", self.test_acc, self.test_loss)
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")(params=self.net.parameters())

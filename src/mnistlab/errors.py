@@ -19,3 +19,7 @@ class CheckpointError(UserError):
 
 class UnsafeConfigError(UserError):
     """A checkpoint or saved config names something to build that is neither allowed nor trusted."""
+
+
+class SweepRefused(ConfigError):
+    """A setting that no job of a sweep can run with: the sweep stops at the first job that raises it."""

@@ -11,7 +11,9 @@ class OptunaPruning(L.Callback):
     def __init__(self, storage: str, study_name: str, trial_id: int, pruner, monitor: str = "val/acc"):
         import optuna
 
-        study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+        from mnistlab.study_storage import open_storage
+
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=pruner)
         self.trial = optuna.trial.Trial(study, trial_id)  # the sweeper's trial, reached from this process
         self.monitor = monitor
         self.validations = 0

@@ -11,7 +11,8 @@ from mnistlab.errors import CheckpointError
 
 
 def is_tensors(value) -> bool:
-    return isinstance(value, torch.Tensor) or (isinstance(value, list) and all(isinstance(v, torch.Tensor) for v in value))
+    items = value if isinstance(value, list) else [value]
+    return all(isinstance(item, torch.Tensor) for item in items)
 
 
 def copied(value):

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.distributed import one_for_all_ranks
 from mnistlab.errors import UserError
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
@@ -34,7 +35,7 @@ def register_resolvers() -> None:
     """`${new_dir:...}` in conf/hydra/default.yaml. Cached like Hydra's `now`: Hydra copies the cache into every
     sweep job's config (in launcher processes too), so a run or sweep claims its folder once."""
     if not OmegaConf.has_resolver("new_dir"):
-        OmegaConf.register_new_resolver("new_dir", claim_new_dir, use_cache=True)
+        OmegaConf.register_new_resolver("new_dir", one_for_all_ranks(claim_new_dir), use_cache=True)  # torchrun, srun
 
 
 def is_run_dir(path: Path) -> bool:

@@ -8,6 +8,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnistlab.distributed import is_rank_zero
 from mnistlab.errors import UserError
 from mnistlab.sweep_records import write_record
 
@@ -28,7 +29,7 @@ class SweepSummary(Callback):
         self.started = time.time()
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
-        if not in_multirun(config):
+        if not in_multirun(config) or not is_rank_zero():  # a job of several tasks (DDP) is recorded once
             return
         completed = job_return.status.name == "COMPLETED"
         if not completed:  # the job's train.log gets the traceback; the console gets one line from the sweeper

@@ -99,8 +99,11 @@ def build(cfg: DictConfig) -> tuple:
 
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    from mnistlab.distributed import join_submitit_tasks, quiet_other_ranks, refuse_relaunch_in_sweep
     from mnistlab.resume import resumed_config
 
+    join_submitit_tasks()
+    quiet_other_ranks()
     cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
     validate(cfg)  # every range check, before anything heavy happens (Lightning loads below)
     from mnistlab.environment import write_environment
@@ -109,6 +112,7 @@ def train(cfg: DictConfig) -> dict:
     from mnistlab.report import write_report
 
     datamodule, model, trainer = build(cfg)
+    refuse_relaunch_in_sweep(trainer)
     if trainer.is_global_zero:  # env.json, requirements.txt: before fitting, so that a crashed run has them
         write_environment(Path(cfg.paths.output_dir))
     stopper = next(c for c in trainer.callbacks if isinstance(c, SaveOnInterrupt))

@@ -4,7 +4,7 @@ from typing import Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 
-from mnistlab.errors import UserError
+from mnistlab.errors import SweepRefused, UserError
 from mnistlab.sweep_records import describe_error, is_pruned
 
 
@@ -29,6 +29,8 @@ class FailureCap:
         """The job's one-line error if it failed (pruned is not failed), else None; prints the failure."""
         if job.status == JobStatus.COMPLETED or is_pruned(job._return_value):
             return None
+        if isinstance(job._return_value, SweepRefused):  # no other job could run either
+            raise job._return_value
         return self.fail(name, describe_error(job._return_value))
 
     def fail(self, name: str, error: str) -> str:

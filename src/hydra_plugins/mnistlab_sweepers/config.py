@@ -49,7 +49,7 @@ class OptunaSweeperConf:
     # a seeded sampler continuing a study of n trials gets seed + n, so that it does not repeat them
     pruner: Any = None  # hydra/sweeper/pruner=median; null: no pruning
     study_name: str = "mnistlab"
-    storage: Optional[str] = None  # an Optuna storage URL; null: sqlite:///<sweep dir>/optuna.db
+    storage: Optional[str] = None  # an Optuna storage URL, or journal://<file>; null: sqlite:///<sweep dir>/optuna.db
     metric: str = "val/acc"  # the key of the metrics dict the training task returns
     direction: str = "maximize"
     n_trials: int = 20  # finished trials the study should hold (complete, pruned or failed)

@@ -4,9 +4,14 @@ Each batch of trials is asked from the study, launched as Hydra jobs (any launch
 the job's `metric` as the value, a raised optuna.TrialPruned as pruned, any other error as failed.
 The study lives in an Optuna storage (SQLite in the sweep folder by default), so running the same
 command again continues it: finished trials are kept, trials a killed sweep left running are queued again.
-Job numbers are trial numbers, so <sweep dir>/<n>/ holds trial n's run.
+Several sweeps may share one study through a storage they all reach (PostgreSQL, a journal file on a shared
+disk): together they run n_trials, each trial once, and each ends when the whole study has. Job numbers are
+trial numbers, so <sweep dir>/<n>/ holds trial n's run.
 """
 
+import json
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -20,12 +25,67 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
-from mnistlab.sweep_records import PRUNING_OVERRIDE, finite, is_pruned, read_record
+from mnistlab.study_storage import open_storage, shown
+from mnistlab.sweep_records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
 
 from ._failures import FailureCap, SweepStopped
 
 BEST_FILE, STORAGE_FILE = "best_params.yaml", "optuna.db"
-INTERRUPTED = "interrupted"  # user attribute of a trial a killed sweep left running
+# User attributes of trials. Not counted towards n_trials: INTERRUPTED, one a killed sweep left running,
+# and SURPLUS, one asked when other sweeps of the study had already asked for the rest of n_trials.
+INTERRUPTED, SURPLUS = "interrupted", "surplus"
+HEARTBEAT = "heartbeat"  # when the sweep running the trial last said it was alive (time.time())
+BEAT_EVERY, STALE_AFTER = 10.0, 60.0  # seconds; a running trial without a beat for STALE_AFTER is a killed sweep's
+FIRST_BEAT_WITHIN = 1.0  # seconds: a sweep beats right after asking for a trial
+WAIT_EVERY = 2.0  # seconds between looks at the trials other sweeps are running
+CREATE_ATTEMPTS = 3  # at opening the study
+
+
+def counted(study) -> list:
+    """The study's trials that count towards n_trials, in order."""
+    trials = study.get_trials(deepcopy=False)
+    return [t for t in trials if not (t.user_attrs.get(INTERRUPTED) or t.user_attrs.get(SURPLUS))]
+
+
+def suggest(trial, name: str, distribution) -> None:
+    """One parameter of the search space drawn for `trial`, as study.ask(space) draws it."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        trial.suggest_categorical(name, distribution.choices)
+    elif isinstance(distribution, IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    else:
+        trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+
+
+class Heartbeat:
+    """Says every BEAT_EVERY seconds, from a thread, that the trials this sweep runs are alive: another sweep of
+    the study takes a running trial without recent beats for one a killed sweep left (and runs it again)."""
+
+    def __init__(self) -> None:
+        self.trials: list = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def beat(self) -> None:
+        for trial in list(self.trials):
+            trial.set_user_attr(HEARTBEAT, time.time())
+
+    def run(self) -> None:
+        while not self.stopped.wait(BEAT_EVERY):
+            try:
+                self.beat()
+            except Exception:  # e.g. a trial was told meanwhile, or the database hiccuped: the next beat counts
+                pass
 
 
 def consecutive(trials: list) -> List[list]:
@@ -51,6 +111,8 @@ class OptunaSweeper(Sweeper):
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.launcher = None
+        self.seeded = False  # the sampler is made at the first trial asked
+        self.waiting_for: Optional[list] = None  # the other sweeps' running trials last said
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -89,81 +151,167 @@ class OptunaSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         storage = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
         study = self.open_study(storage, sweep_dir)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not t.user_attrs.get(INTERRUPTED)]
+        trials = counted(study)
         cap = FailureCap(self.max_failure_rate, self.n_trials,
-                         failed=sum(t.state == optuna.trial.TrialState.FAIL for t in done))
-        finished = len(done)
-        print(f"[sweep] {finished} of {self.n_trials} trials already finished", flush=True)
+                         failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials))
+        print(f"[sweep] {sum(t.state.is_finished() for t in trials)} of {self.n_trials} trials already finished",
+              flush=True)
 
         batch_size = self.jobs_per_batch()
-        while finished < self.n_trials:
-            trials = [study.ask(space) for _ in range(min(batch_size, self.n_trials - finished))]
-            for group in consecutive(trials):
-                overrides = [fixed + as_overrides(trial.params) + self.pruning_overrides(trial, storage)
-                             for trial in group]
-                results = self.launcher.launch(overrides, initial_job_idx=group[0].number)
-                for trial, result in zip(group, results):
-                    self.tell(study, trial, result, cap)
-            finished += len(trials)
-            if cap.exceeded():
-                self.write_best(study, sweep_dir, storage, fixed)
-                self.hydra_context.callbacks.on_multirun_end(config=self.config)  # the summary of what ran
-                raise SweepStopped(cap.stop_message("trials"))
+        with Heartbeat() as heartbeat:
+            try:
+                while (unasked := self.unasked(study, sweep_dir)) > 0:
+                    trials = [self.ask(study, space) for _ in range(min(batch_size, unasked))]
+                    heartbeat.trials = [trial for trial in trials if self.within_n_trials(study, trial)]
+                    heartbeat.beat()
+                    for group in consecutive(list(heartbeat.trials)):
+                        overrides = [fixed + as_overrides(trial.params) + self.pruning_overrides(trial, storage)
+                                     for trial in group]
+                        results = self.launcher.launch(overrides, initial_job_idx=group[0].number)
+                        for trial, result in zip(group, results):
+                            self.tell(study, trial, result, cap)
+                            heartbeat.trials.remove(trial)
+                    if cap.exceeded():
+                        self.write_best(study, sweep_dir, storage, fixed)
+                        self.hydra_context.callbacks.on_multirun_end(config=self.config)  # the summary of what ran
+                        raise SweepStopped(cap.stop_message("trials"))
+            except BaseException:  # e.g. Ctrl-C: the trials it ran are queued again now, not once their beats stop
+                for trial in heartbeat.trials:
+                    self.run_again(study, trial)
+                raise
+        self.record_other_sweeps_trials(study, sweep_dir, fixed)
         self.write_best(study, sweep_dir, storage, fixed)
 
     def open_study(self, storage: str, sweep_dir: Path):
-        """The study in its storage (new, or as a killed sweep left it), with our sampler and pruner."""
+        """The study in its storage (new, or as a killed sweep left it), with our pruner."""
         import optuna
+        from sqlalchemy.exc import SQLAlchemyError
 
-        study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
-                                    load_if_exists=True)
-        trials_so_far = len(study.get_trials(deepcopy=False))
-        study.sampler = self.make_sampler(trials_so_far)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                study = optuna.create_study(study_name=self.study_name, storage=open_storage(storage),
+                                            direction=self.direction, load_if_exists=True)
+                break
+            except SQLAlchemyError:  # sweeps started at once both create the tables: the later finds them next time
+                if attempt + 1 == CREATE_ATTEMPTS:
+                    raise
+                time.sleep(1.0)
         study.pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
-        seed = (self.sampler_config or {}).get("seed")
-        print(f"[sweep] Optuna {optuna.__version__} study '{self.study_name}' in {storage} ({self.direction} "
-              f"{self.metric}) with {type(study.sampler).__name__}"
-              + ("" if seed is None else f"(seed={seed + trials_so_far})"), flush=True)
-        self.requeue_interrupted(study, sweep_dir)
+        print(f"[sweep] Optuna {optuna.__version__} study '{self.study_name}' in {shown(storage)} ({self.direction} "
+              f"{self.metric})", flush=True)
+        self.requeue_stale(study, sweep_dir)
         return study
 
-    def make_sampler(self, trials_so_far: int):
-        """The same seed in a new process would draw the same first trials again: offset it by the study's
-        trials, which keeps a fresh study at the seed given and a continued one reproducible."""
+    def ask(self, study, space: dict):
+        """A trial with its parameters. The sampler is made at the first one, seeded with seed + its number:
+        a continued study does not draw its first trials again, nor do two sweeps started at the same time."""
+        if self.seeded:
+            return study.ask(space)
+        trial = study.ask()
+        study.sampler, self.seeded = self.make_sampler(trial.number), True
+        seed = (self.sampler_config or {}).get("seed")
+        print(f"[sweep] trials drawn by {type(study.sampler).__name__}"
+              + ("" if seed is None else f"(seed={seed + trial.number})"), flush=True)
+        for name, distribution in space.items():
+            suggest(trial, name, distribution)
+        return trial
+
+    def within_n_trials(self, study, trial) -> bool:
+        """Whether fewer than n_trials counted trials came before `trial`; if not, other sweeps of the study
+        asked for the rest meanwhile, and it is marked surplus rather than run."""
+        from optuna.trial import TrialState
+
+        if sum(t.number < trial.number for t in counted(study)) < self.n_trials:
+            return True
+        trial.set_user_attr(SURPLUS, True)
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+
+    def unasked(self, study, sweep_dir: Path) -> int:
+        """How many of n_trials no sweep has asked for yet. When none, it waits while other sweeps run trials
+        (those of killed sweeps are queued again, to be asked here), and says 0 once the whole study has finished."""
+        from optuna.trial import TrialState
+
+        while True:
+            trials = counted(study)
+            unasked = self.n_trials - sum(t.state != TrialState.WAITING for t in trials)
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            if unasked > 0 or not running:
+                return max(unasked, 0)
+            if running != self.waiting_for:
+                print(f"[sweep] waiting for trial(s) {', '.join(map(str, running))}, run by other sweeps", flush=True)
+                self.waiting_for = running
+            time.sleep(WAIT_EVERY)
+            self.requeue_stale(study, sweep_dir)
+
+    def make_sampler(self, first_trial: int):
+        """The same seed in a new process would draw the same first trials again: offset it by the number of
+        the sweep's first trial, which keeps a fresh study at the seed given, a continued one reproducible, and
+        sweeps sharing a study apart."""
         config = OmegaConf.to_container(self.sampler_config, resolve=True) if self.sampler_config else {
             "_target_": "optuna.samplers.TPESampler"}  # sampler=null: Optuna's default
         if config.get("seed") is not None:
-            config["seed"] += trials_so_far
+            config["seed"] += first_trial
         return instantiate(config)
 
-    def requeue_interrupted(self, study, sweep_dir: Path) -> None:
-        """Trials still RUNNING belong to a sweep that was killed (one sweep per study at a time). One whose
-        job had ended is told its outcome from the job's record; any other is marked failed and
-        interrupted, which does not count, and its parameters are queued again."""
-        import optuna
+    def stale_trials(self, study) -> list:
+        """Running trials whose sweep was killed: no heartbeat for STALE_AFTER seconds, or none at all."""
         from optuna.trial import TrialState
+
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if any(HEARTBEAT not in t.user_attrs for t in running):  # maybe just asked by a live sweep
+            time.sleep(FIRST_BEAT_WITHIN)
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [t for t in running if time.time() - t.user_attrs.get(HEARTBEAT, 0.0) > STALE_AFTER]
+
+    def requeue_stale(self, study, sweep_dir: Path) -> None:
+        """Trials a killed sweep left running: one whose job had ended is told its outcome from the job's record;
+        any other is marked failed and interrupted, which does not count, and its parameters are queued again.
+        Another sweep of the study may do it first: then this one leaves the trial alone."""
+        import optuna
+        from optuna.exceptions import UpdateFinishedTrialError
 
         from ._search_space import as_overrides
 
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial = optuna.trial.Trial(study, stale._trial_id)  # reaches a trial this process did not ask for
+        for stale in self.stale_trials(study):
             record = read_record(sweep_dir / str(stale.number))  # job number = trial number
-            if record["status"] != "unfinished" and set(as_overrides(stale.params)) <= set(record["overrides"]):
-                value = finite((record.get("metrics") or {}).get(self.metric))
-                if record["status"] == "ok" and value is not None:
-                    study.tell(trial, value)
-                elif record["status"] == "pruned":
-                    study.tell(trial, state=TrialState.PRUNED)
-                else:
-                    trial.set_user_attr("error", record.get("error") or f"no finite {self.metric}")
-                    study.tell(trial, state=TrialState.FAIL)
-                print(f"[sweep] trial {stale.number} had ended ({record['status']}) when the sweep was "
-                      f"interrupted: told from its job.json", flush=True)
+            if record["status"] == "unfinished" or not set(as_overrides(stale.params)) <= set(record["overrides"]):
+                self.run_again(study, stale)
                 continue
+            try:
+                self.tell_from_record(study, optuna.trial.Trial(study, stale._trial_id), record)
+            except UpdateFinishedTrialError:  # another sweep of the study did
+                continue
+            print(f"[sweep] trial {stale.number} had ended ({record['status']}) when the sweep was interrupted: "
+                  f"told from its job.json", flush=True)
+
+    def run_again(self, study, stale) -> None:
+        """A trial left running: marked failed and interrupted, which does not count, and its parameters queued
+        again; unless another sweep of the study has done so (or told the trial) meanwhile."""
+        import optuna
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        trial = optuna.trial.Trial(study, stale._trial_id)  # reaches a trial this process may not have asked for
+        try:
             trial.set_user_attr(INTERRUPTED, True)
             study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
-            print(f"[sweep] trial {stale.number} was left running by an interrupted sweep: it runs again", flush=True)
+        except UpdateFinishedTrialError:
+            return
+        study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
+        print(f"[sweep] trial {stale.number} was left running by an interrupted sweep: it runs again", flush=True)
+
+    def tell_from_record(self, study, trial, record: dict) -> None:
+        from optuna.trial import TrialState
+
+        value = finite((record.get("metrics") or {}).get(self.metric))
+        if record["status"] == "ok" and value is not None:
+            study.tell(trial, value)
+        elif record["status"] == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            trial.set_user_attr("error", record.get("error") or f"no finite {self.metric}")
+            study.tell(trial, state=TrialState.FAIL)
 
     def pruning_overrides(self, trial, storage: str) -> List[str]:
         """The job reports each validation's metric to its trial and stops when the pruner says so."""
@@ -182,6 +330,8 @@ class OptunaSweeper(Sweeper):
             metrics = result.return_value if isinstance(result.return_value, Mapping) else {}
             value = finite(metrics.get(self.metric))
             if value is not None:
+                # kept in the study for the summaries of other sweeps sharing it
+                trial.set_user_attr("metrics", {key: finite(v) for key, v in metrics.items()})
                 study.tell(trial, value)
                 print(f"[sweep] {name}: {self.metric} {value:.4f} (best so far {study.best_value:.4f}, "
                       f"trial {study.best_trial.number})", flush=True)
@@ -196,17 +346,35 @@ class OptunaSweeper(Sweeper):
         trial.set_user_attr("error", error)
         study.tell(trial, state=TrialState.FAIL)
 
+    def record_other_sweeps_trials(self, study, sweep_dir: Path, fixed: List[str]) -> None:
+        """A job.json for each trial that another sweep ran elsewhere (its job folder is not here), from the
+        study: this sweep's summary shows the whole study."""
+        from optuna.trial import TrialState
+
+        from ._search_space import as_overrides
+
+        for trial in counted(study):
+            job_dir = sweep_dir / str(trial.number)
+            if job_dir.exists() or not trial.state.is_finished():
+                continue
+            status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+            record = {"status": status, "seconds": trial.duration.total_seconds() if trial.duration else None,
+                      "overrides": fixed + as_overrides(trial.params), "metrics": trial.user_attrs.get("metrics"),
+                      "error": trial.user_attrs.get("error"), "run by": "another sweep of the study"}
+            job_dir.mkdir()
+            (job_dir / RECORD).write_text(json.dumps(record, indent=2))
+
     def write_best(self, study, sweep_dir: Path, storage: str, fixed: List[str]) -> None:
         import yaml
         from optuna.trial import TrialState
 
         from ._search_space import as_overrides
 
-        trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(INTERRUPTED)]
+        trials = counted(study)
         counts = {name: sum(t.state == state for t in trials)
                   for name, state in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
                                       ("failed", TrialState.FAIL))}
-        result: Dict[str, Any] = {"study_name": self.study_name, "storage": storage, "metric": self.metric,
+        result: Dict[str, Any] = {"study_name": self.study_name, "storage": shown(storage), "metric": self.metric,
                                   "direction": self.direction, "trials": counts}
         if counts["complete"]:
             best = study.best_trial

@@ -72,6 +72,8 @@ class MNISTDataModule(L.LightningDataModule):
             return
         self.prepare_data()  # a no-op when the files are there; gives the clear message when not
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.trainer is not None:  # DDP: every rank cuts its shard of the same order (seed=null draws one each)
+            self.seed = self.trainer.strategy.broadcast(self.seed)
         images, labels = self.load("train")
         if self.val_size >= len(labels):
             raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
