@@ -4,7 +4,6 @@ The root train.py has already pointed Hydra at the run directory (runs.continue_
 here the config becomes the run's own, with the command line's single-key overrides on top.
 """
 
-import logging
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -14,8 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.errors import UserError
 from mnistlab.runs import SAVED_CONFIG, run_dir_of, saved_config
 from mnistlab.targets import check_targets
-
-log = logging.getLogger(__name__)
 
 RESUME_KEYS = ("resume", "ckpt_path")
 
