@@ -47,9 +47,9 @@ def test_label_smoothing_applies_to_the_training_loss_only(mnist_dir, tmp_path, 
     smoothing = []  # label_smoothing of every cross-entropy the classifier computes
     plain_cross_entropy = torch.nn.functional.cross_entropy
 
-    def spy(logits, labels, label_smoothing=0.0):
+    def spy(logits, labels, label_smoothing=0.0, **kwargs):
         smoothing.append(label_smoothing)
-        return plain_cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        return plain_cross_entropy(logits, labels, label_smoothing=label_smoothing, **kwargs)
 
     monkeypatch.setattr(mnistlab.classifier.F, "cross_entropy", spy)
     train(compose(["model=softmax", "model.label_smoothing=0.2"] + quick_overrides(mnist_dir, tmp_path)

@@ -146,4 +146,9 @@ def train(cfg: DictConfig) -> dict:
         Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
         if recorder.predictions is not None:
             write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics)
+    if trainer.world_size > 1:  # ranks leave together, their process group closed: gloo can abort a process exiting with it open
+        import torch.distributed
+
+        trainer.strategy.barrier()
+        torch.distributed.destroy_process_group()
     return metrics
