@@ -1,6 +1,8 @@
 """A small learnable MNIST written as real IDX .gz files, and helpers to compose and run configs."""
 
 import gzip
+import os
+import stat
 import struct
 import subprocess
 import sys
@@ -73,3 +75,15 @@ def compose(overrides: list):
 
 def run_script(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def stand_in_slurm(tmp_path: Path) -> tuple:
+    """(env, script): srun and sbatch stand-ins first on PATH; sbatch keeps the script it is given in `script`
+    and refuses it, so nothing is submitted."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"srun": "exit 0", "sbatch": 'cp "$1" "$SBATCH_RECORD"; echo refused >&2; exit 1'}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    script = tmp_path / "sbatch.sh"
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_RECORD": str(script)}, script

@@ -3,7 +3,6 @@
 import json
 import os
 import socket
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TEST_FILES, TRAIN_FILES, quick_overrides, run_script, synthetic_digits, write_idx
+from conftest import ROOT, TEST_FILES, TRAIN_FILES, quick_overrides, run_script, stand_in_slurm, synthetic_digits, write_idx
 from mnistlab.data.batches import TensorBatches
 
 VAL, TRAIN, TEST = 101, 399, 201  # odd: the two processes' halves of each split differ by one image
@@ -125,13 +124,7 @@ def test_submitit_runs_a_ddp_job_as_one_task_per_process(odd_mnist, tmp_path):
 
 def test_slurm_jobs_get_one_task_per_device(tmp_path):
     """No cluster here: stand-ins for srun and sbatch; sbatch keeps the script it is given and refuses it."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in {"srun": "exit 0", "sbatch": 'cp "$1" "$SBATCH_RECORD"; echo refused >&2; exit 1'}.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod(stat.S_IRWXU)
-    script = tmp_path / "sbatch.sh"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_RECORD": str(script)}
+    env, script = stand_in_slurm(tmp_path)
     subprocess.run([sys.executable, "train.py", "-m", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
                     "trainer.num_nodes=2", "model=softmax", "optimizer.lr=0.01,0.1", f"hydra.sweep.dir={tmp_path}/s"],
                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -3,14 +3,13 @@
 import csv
 import json
 import os
-import stat
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import CONF, ROOT, quick_overrides, run_script
+from conftest import CONF, ROOT, quick_overrides, run_script, stand_in_slurm
 from mnistlab.errors import ConfigError
 
 MLP = ["model=mlp", "model.hidden=[16]"]
@@ -167,13 +166,7 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(mnist_dir, tmp_path):
 
 def test_slurm_launcher_config_becomes_the_sbatch_script(tmp_path):
     """No cluster here: stand-ins for srun and sbatch; sbatch keeps the script it is given and refuses it."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in {"srun": "exit 0", "sbatch": 'cp "$1" "$SBATCH_RECORD"; echo refused >&2; exit 1'}.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod(stat.S_IRWXU)
-    script = tmp_path / "sbatch.sh"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_RECORD": str(script)}
+    env, script = stand_in_slurm(tmp_path)
     subprocess.run([sys.executable, "train.py", "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
                     "hydra.launcher.timeout_min=30", "hydra.launcher.array_parallelism=1", "model=softmax",
                     "optimizer.lr=0.01,0.1", f"hydra.sweep.dir={tmp_path}/sweep"],
