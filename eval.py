@@ -5,14 +5,14 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run
-from mnistlab.tool_schema import register_tool_schemas
+from mnistlab.config.tools import register_tool_schemas
 
 register_tool_schemas()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg):
-    from mnistlab.eval import evaluate  # torch and Lightning load here, not for --help or --cfg
+    from mnistlab.tools.eval import evaluate  # torch and Lightning load here, not for --help or --cfg
 
     with exit_on_bad_input():
         return evaluate(cfg)
@@ -20,6 +20,5 @@ def main(cfg):
 
 if __name__ == "__main__":
     # `watch=true` / `watch=false` is short for watch.enabled (watch is a group of settings)
-    sys.argv = [f"watch.enabled={arg.split('=', 1)[1]}" if arg.split("=", 1)[0] == "watch" else arg
-                for arg in sys.argv]
+    sys.argv = [f"watch.enabled={arg.split('=', 1)[1]}" if arg.split("=", 1)[0] == "watch" else arg for arg in sys.argv]
     run(main)

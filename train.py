@@ -5,9 +5,9 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run, task_errors
-from mnistlab.distributed import launch_arguments
-from mnistlab.runs import continue_in_run_dir, register_resolvers
-from mnistlab.schema import register_schemas
+from mnistlab.config.train import register_schemas
+from mnistlab.runs.distributed import launch_arguments
+from mnistlab.runs.run_dir import continue_in_run_dir, register_resolvers
 
 register_schemas()
 register_resolvers()
@@ -15,7 +15,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg):
-    from mnistlab.train import train  # torch and Lightning load here, not for --help or --cfg
+    from mnistlab.training.train import train  # torch and Lightning load here, not for --help or --cfg
 
     with task_errors():
         return train(cfg)

@@ -25,10 +25,23 @@ SETUPS = {"cpu": 1, "ddp_cpu": 2}  # trainer preset: processes
 def timed_run(overrides: list, steps: int, run_dir: Path) -> float:
     """Wall seconds of a whole train.py run of `steps` steps, no validation."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "train.py", "model=mlp", *overrides, f"trainer.max_steps={steps}",
-                             "trainer.max_epochs=-1", "+trainer.limit_val_batches=0", "report=false",
-                             "+trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "model=mlp",
+            *overrides,
+            f"trainer.max_steps={steps}",
+            "trainer.max_epochs=-1",
+            "+trainer.limit_val_batches=0",
+            "report=false",
+            "+trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["(no output)"]
         raise SystemExit(f"error: train.py {' '.join(overrides)} failed: {lines[-1]}")
@@ -45,7 +58,7 @@ def samples_per_second(preset: str, overrides: list, steps: int, batch_size: int
 def batch_size_of(overrides: list) -> int:
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.schema import register_schemas
+    from mnistlab.config.train import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -53,8 +66,11 @@ def batch_size_of(overrides: list) -> int:
 
 
 def main(argv=None) -> dict:
-    parser = ArgumentParser(prog="benchmarks/ddp.py", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="benchmarks/ddp.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml, e.g. data.data_dir=...")
     parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps per process (default 200)")
     parser.add_argument("--repeats", type=int, default=2, help="timings of each setup; the best counts (default 2)")
@@ -65,12 +81,16 @@ def main(argv=None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-ddp-bench-") as tmp:
         for preset, processes in SETUPS.items():
-            timings = [samples_per_second(preset, args.overrides, args.steps, batch_size, Path(tmp) / str(i))
-                       for i in range(args.repeats)]
+            timings = [
+                samples_per_second(preset, args.overrides, args.steps, batch_size, Path(tmp) / str(i))
+                for i in range(args.repeats)
+            ]
             results[preset] = max((value for value in timings if not math.isnan(value)), default=math.nan)
             ratio = results[preset] / results["cpu"]
-            print(f"trainer={preset:8} {processes} process(es): {results[preset]:9.0f} samples/s  ({ratio:.2f}x)",
-                  flush=True)
+            print(
+                f"trainer={preset:8} {processes} process(es): {results[preset]:9.0f} samples/s  ({ratio:.2f}x)",
+                flush=True,
+            )
     return results
 
 

@@ -1,5 +1,5 @@
 """Training-step time of the CNN presets with the default (NCHW) and the channels_last layout, which
-mnistlab.speedups.apply_speedups picks for every convolutional network.
+mnistlab.perf.speedups.apply_speedups picks for every convolutional network.
 
     python benchmarks/layout.py                       # the CNN presets, batch sizes as configured
     python benchmarks/layout.py --steps 5 --repeats 1  # does it run? (the tests do this)
@@ -25,7 +25,7 @@ def stepper(cfg, channels_last: bool):
     import torch.nn.functional as F
     from hydra.utils import instantiate
 
-    from mnistlab.train import build_classifier
+    from mnistlab.training.train import build_classifier
 
     net = build_classifier(cfg).net
     if channels_last:
@@ -59,8 +59,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. threads=1")
     args = parser.parse_args()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; ms per training step, "
-          f"median of {args.repeats} x {args.steps} steps")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; ms per training step, "
+        f"median of {args.repeats} x {args.steps} steps"
+    )
     print(f"{'preset':<14}{'batch':>6}{'NCHW':>9}{'channels_last':>15}{'speed-up':>10}")
     for preset in args.presets.split(","):
         cfg = compose([f"experiment={preset}"] + args.overrides)
@@ -72,7 +74,7 @@ def main() -> None:
                 step()
         times = {layout: [] for layout in steps}
         for repeat in range(args.repeats):
-            for layout in (steps if repeat % 2 == 0 else reversed(steps)):
+            for layout in steps if repeat % 2 == 0 else reversed(steps):
                 times[layout].append(ms_per_step(steps[layout], args.steps))
         nchw, last = (statistics.median(times[layout]) for layout in (False, True))
         print(f"{preset:<14}{cfg.data.batch_size:>6}{nchw:>9.2f}{last:>15.2f}{nchw / last:>9.2f}x")

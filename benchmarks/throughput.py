@@ -42,7 +42,9 @@ TARGETS = {  # on a 2-core CPU; start-up: seconds from process start
     "framework/plain": {"mlp": 0.85, "cnn": 0.95, "lstm": 0.95},
     "framework/dataloader": {"mlp": 5.0},
     "softmax added ms/step": 0.5,
-    "--help s": 1.0, "--cfg job s": 1.0, "first_step s": 5.0,
+    "--help s": 1.0,
+    "--cfg job s": 1.0,
+    "first_step s": 5.0,
 }
 
 
@@ -50,7 +52,7 @@ def compose(overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mnistlab.schema import register_schemas
+    from mnistlab.config.train import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -84,8 +86,8 @@ def autocast(cfg, device):
 def network(cfg, device, with_normalize: bool):
     """The network the framework trains, built by the same code, with its layout (channels_last for a CNN)
     and compile=true as the framework applies them; without its Normalize layer for the DataLoader path."""
-    from mnistlab.speedups import apply_speedups
-    from mnistlab.train import build_classifier
+    from mnistlab.perf.speedups import apply_speedups
+    from mnistlab.training.train import build_classifier
 
     classifier = build_classifier(cfg)
     apply_speedups(classifier)
@@ -100,9 +102,11 @@ def optimizer_and_schedule(cfg, net, steps_per_epoch: int, total_steps: int) -> 
     from hydra.utils import instantiate
 
     optimizer = instantiate(cfg.optimizer, _convert_="all")(params=net.parameters())
-    schedule = (instantiate(cfg.scheduler, _convert_="all")(optimizer, steps_per_epoch=steps_per_epoch,
-                                                              total_steps=total_steps)
-                if cfg.scheduler else None)
+    schedule = (
+        instantiate(cfg.scheduler, _convert_="all")(optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+        if cfg.scheduler
+        else None
+    )
     return optimizer, schedule
 
 
@@ -160,16 +164,18 @@ def plain_stepper(cfg, data: tuple, total_steps: int) -> Stepper:
     images, labels = (t.to(device) for t in data)
     batch_size = cfg.data.batch_size
     batches = tensor_batches(images, labels, batch_size, cfg.data.augment)
-    return Stepper(cfg, network(cfg, device, with_normalize=True), batches, -(-len(labels) // batch_size),
-                   total_steps, device)
+    return Stepper(
+        cfg, network(cfg, device, with_normalize=True), batches, -(-len(labels) // batch_size), total_steps, device
+    )
 
 
 def dataloader_stepper(cfg, dataset, total_steps: int, workers: int) -> Stepper:
     from torch.utils.data import DataLoader
 
     device = device_of(cfg)
-    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda"
+    )
     net = network(cfg, device, with_normalize=False)  # the transform normalises
     return Stepper(cfg, net, loader_batches(loader, device), len(loader), total_steps, device)
 
@@ -194,7 +200,7 @@ def interleaving_clock(others: dict, warmup: int, steps: int, chunk: int):
                     stepper.run(warmup)  # their own warm-up
             if warmup <= self.step < warmup + steps and (self.step - warmup) % chunk == 0:
                 turn = (self.step - warmup) // chunk
-                for name in (list(others) if turn % 2 == 0 else list(others)[::-1]):
+                for name in list(others) if turn % 2 == 0 else list(others)[::-1]:
                     self.seconds[name] += others[name].run(min(chunk, warmup + steps - self.step))
             self.step += 1
             self.last = now()
@@ -212,11 +218,13 @@ def interleaving_clock(others: dict, warmup: int, steps: int, chunk: int):
 def timed_repeat(cfg, train_data: tuple, dataset, args, steps: int, output_dir: Path) -> dict:
     """One fit of train.py's datamodule, Classifier and Trainer, with the plain loop and the DataLoader path
     interleaved in chunks: seconds per contender for `steps` steps after `warmup`."""
-    from mnistlab.train import build
+    from mnistlab.training.train import build
 
     total = args.warmup + steps
-    others = {"plain": plain_stepper(cfg, train_data, total),
-              "dataloader": dataloader_stepper(cfg, dataset, total, args.workers)}
+    others = {
+        "plain": plain_stepper(cfg, train_data, total),
+        "dataloader": dataloader_stepper(cfg, dataset, total, args.workers),
+    }
     cfg = cfg.copy()
     cfg.paths.output_dir = str(output_dir)  # a fresh run directory each time, as each train.py run has
     output_dir.mkdir(parents=True)
@@ -237,8 +245,7 @@ def torchvision_mnist(cfg, root: Path):
     for packed in source.glob("*-ubyte.gz"):
         with gzip.open(packed, "rb") as f_in, open(raw / packed.stem, "wb") as f_out:
             shutil.copyfileobj(f_in, f_out)
-    transform = transforms.Compose([transforms.ToTensor(),
-                                    transforms.Normalize((cfg.data.mean,), (cfg.data.std,))])
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((cfg.data.mean,), (cfg.data.std,))])
     return datasets.MNIST(str(root), train=True, transform=transform, download=False)
 
 
@@ -254,8 +261,8 @@ def choose_steps(cfg, train_data: tuple, args) -> int:
 
 def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> dict:
     """samples/s per contender: the median over the repeats, the contenders interleaved within each repeat."""
+    from mnistlab.config.train import validate
     from mnistlab.data.mnist import MNISTDataModule
-    from mnistlab.schema import validate
 
     cfg = compose(overrides + [f"model={name}", "paths.output_dir=unused"])
     validate(cfg)
@@ -264,21 +271,26 @@ def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> di
     train_data = data.splits["train"]  # the framework's own training tensors
     steps = args.steps or choose_steps(cfg, train_data, args)
     fit_steps = args.warmup + steps + 1  # the clock needs the start of the step after the last one
-    cfg = compose(overrides + [f"model={name}", "trainer.max_epochs=-1", f"trainer.max_steps={fit_steps}",
-                               "paths.output_dir=unused"])
+    cfg = compose(
+        overrides
+        + [f"model={name}", "trainer.max_epochs=-1", f"trainer.max_steps={fit_steps}", "paths.output_dir=unused"]
+    )
     seconds = {contender: [] for contender in CONTENDERS}
     for repeat in range(args.repeats):
         for contender, value in timed_repeat(cfg, train_data, dataset, args, steps, work / f"{name}{repeat}").items():
             seconds[contender].append(value)
     batch_size = cfg.data.batch_size
-    return {"batch_size": batch_size, "steps": steps,
-            "ms_per_step": {c: 1000 * statistics.median(s) / steps for c, s in seconds.items()},
-            "samples_per_s": {c: steps * batch_size / statistics.median(s) for c, s in seconds.items()},
-            # paired: each repeat's contenders saw the same machine, so its ratio is the steadier statistic
-            "fw/plain": statistics.median(p / f for f, p in zip(seconds["framework"], seconds["plain"])),
-            "fw/dl": statistics.median(d / f for f, d in zip(seconds["framework"], seconds["dataloader"])),
-            "added_ms": statistics.median(1000 * (f - p) / steps for f, p in zip(seconds["framework"], seconds["plain"])),
-            "all_seconds": seconds}
+    return {
+        "batch_size": batch_size,
+        "steps": steps,
+        "ms_per_step": {c: 1000 * statistics.median(s) / steps for c, s in seconds.items()},
+        "samples_per_s": {c: steps * batch_size / statistics.median(s) for c, s in seconds.items()},
+        # paired: each repeat's contenders saw the same machine, so its ratio is the steadier statistic
+        "fw/plain": statistics.median(p / f for f, p in zip(seconds["framework"], seconds["plain"])),
+        "fw/dl": statistics.median(d / f for f, d in zip(seconds["framework"], seconds["dataloader"])),
+        "added_ms": statistics.median(1000 * (f - p) / steps for f, p in zip(seconds["framework"], seconds["plain"])),
+        "all_seconds": seconds,
+    }
 
 
 def wall_time(command: list, env=None) -> float:
@@ -293,11 +305,21 @@ def wall_time(command: list, env=None) -> float:
 def first_step_times(overrides: list, work: Path) -> dict:
     """Seconds from launching `python train.py` to fit start, to training start and to the first step's end."""
     stamp = work / "first_step.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "benchmarks"),
-                                                                     os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))
+    )
     launched = time.time()
-    wall_time([sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={work / 'first_step_run'}", "+callbacks.first_step._target_=first_step.FirstStepClock",
-               f"+callbacks.first_step.path={stamp}"], env=env)
+    wall_time(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *overrides,
+            f"hydra.run.dir={work / 'first_step_run'}",
+            "+callbacks.first_step._target_=first_step.FirstStepClock",
+            f"+callbacks.first_step.path={stamp}",
+        ],
+        env=env,
+    )
     return {event: at - launched for event, at in json.loads(stamp.read_text()).items()}
 
 
@@ -317,10 +339,12 @@ def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
 
 def report(results: dict, start: dict) -> str:
     """The table: samples/s of each contender, the ratios, the added time per step and the targets' verdicts."""
-    lines = [f"{'model':8} {'batch':>5} {'steps':>5} | samples/s: {'framework':>9} {'plain':>9} {'dataloader':>10} | "
-             f"{'fw/plain':>8} {'fw/dl':>6} {'added ms/step':>13} | targets"]
+    lines = [
+        f"{'model':8} {'batch':>5} {'steps':>5} | samples/s: {'framework':>9} {'plain':>9} {'dataloader':>10} | "
+        f"{'fw/plain':>8} {'fw/dl':>6} {'added ms/step':>13} | targets"
+    ]
     for name, r in results.items():
-        s, ms = r["samples_per_s"], r["ms_per_step"]
+        s = r["samples_per_s"]
         ratio_plain, ratio_dl, added = r["fw/plain"], r["fw/dl"], r["added_ms"]
         checks = []
         if name in TARGETS["framework/plain"]:
@@ -332,35 +356,66 @@ def report(results: dict, start: dict) -> str:
         if name == "softmax":
             target = TARGETS["softmax added ms/step"]
             checks.append(f"added <= {target} ms {verdict(added, target, higher_is_better=False)}")
-        lines.append(f"{name:8} {r['batch_size']:5d} {r['steps']:5d} | {'':10} {s['framework']:9.0f} {s['plain']:9.0f} "
-                     f"{s['dataloader']:10.0f} | {ratio_plain:8.3f} {ratio_dl:6.2f} {added:13.3f} | {'; '.join(checks)}")
-    lines.append("ms/step (framework / plain / dataloader): " + ", ".join(
-        f"{name} {r['ms_per_step']['framework']:.2f} / {r['ms_per_step']['plain']:.2f} / "
-        f"{r['ms_per_step']['dataloader']:.2f}" for name, r in results.items()))
+        lines.append(
+            f"{name:8} {r['batch_size']:5d} {r['steps']:5d} | {'':10} {s['framework']:9.0f} {s['plain']:9.0f} "
+            f"{s['dataloader']:10.0f} | {ratio_plain:8.3f} {ratio_dl:6.2f} {added:13.3f} | {'; '.join(checks)}"
+        )
+    lines.append(
+        "ms/step (framework / plain / dataloader): "
+        + ", ".join(
+            f"{name} {r['ms_per_step']['framework']:.2f} / {r['ms_per_step']['plain']:.2f} / "
+            f"{r['ms_per_step']['dataloader']:.2f}"
+            for name, r in results.items()
+        )
+    )
     if start:
-        lines.append("start-up, s (median): " + ", ".join(
-            f"{key[:-2]} {value:.2f}" + (f" (<= {TARGETS[key]} {verdict(value, TARGETS[key], False)})"
-                                         if key in TARGETS else "") for key, value in start.items()))
+        lines.append(
+            "start-up, s (median): "
+            + ", ".join(
+                f"{key[:-2]} {value:.2f}"
+                + (f" (<= {TARGETS[key]} {verdict(value, TARGETS[key], False)})" if key in TARGETS else "")
+                for key, value in start.items()
+            )
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    parser = ArgumentParser(prog="benchmarks/throughput.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="benchmarks/throughput.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml, e.g. data.data_dir=...")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, default: all four")
     parser.add_argument("--warmup", type=int, default=30, help="untimed steps before each timing (default 30)")
     parser.add_argument("--steps", type=int, help="timed steps per timing (default: see --seconds)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="without --steps, time as many steps as "
-                        "the plain loop runs in this many seconds (20 to 2000; default 2)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=2.0,
+        help="without --steps, time as many steps as the plain loop runs in this many seconds (20 to 2000; default 2)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timings per contender; the median counts")
-    parser.add_argument("--chunks", type=int, default=10, help="the contenders take turns this many times "
-                        "within each timing (default 10)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the conventional path "
-                        "(default 0, as the usual Lightning+Hydra template)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
-                        help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a busy "
-                             "machine (leaves out DataLoader workers' time: use with --workers 0)")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=10,
+        help="the contenders take turns this many times within each timing (default 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the conventional path (default 0, as the usual Lightning+Hydra template)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a busy "
+        "machine (leaves out DataLoader workers' time: use with --workers 0)",
+    )
     parser.add_argument("--startup-repeats", type=int, default=3, help="runs of each start-up measurement")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up measurements")
     parser.add_argument("--quick", action="store_true", help="2 warm-up and 5 timed steps, once: a smoke test")
@@ -387,9 +442,9 @@ def main(argv=None) -> dict:
     import lightning.pytorch  # noqa: F401  (sets its logger's level, which the line below then lowers)
     import torch
 
+    from mnistlab.config.train import validate
     from mnistlab.data.mnist import MNISTDataModule
-    from mnistlab.schema import validate
-    from mnistlab.speedups import cheap_cuda_checks
+    from mnistlab.perf.speedups import cheap_cuda_checks
 
     cheap_cuda_checks()  # as train.py does; a plain loop without Lightning never has the slow check either
 
@@ -400,11 +455,14 @@ def main(argv=None) -> dict:
     MNISTDataModule(cfg.data.data_dir, download=cfg.data.download).prepare_data()  # a clear message if missing
     if cfg.threads is not None:  # every contender runs with the same thread count
         torch.set_num_threads(cfg.threads)
-    print(f"mnistlab throughput: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {device_of(cfg)}, batch {cfg.data.batch_size}, precision {cfg.trainer.precision}, "
-          f"{args.warmup} warm-up + {args.steps or f'~{args.seconds:g} s of'} timed steps, {args.chunks} turns, median of {args.repeats}, "
-          f"{args.clock} clock",
-          flush=True)
+    print(
+        f"mnistlab throughput: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {device_of(cfg)}, batch {cfg.data.batch_size}, precision {cfg.trainer.precision}, "
+        f"{args.warmup} warm-up + {args.steps or f'~{args.seconds:g} s of'} timed steps, "
+        f"{args.chunks} turns, median of {args.repeats}, "
+        f"{args.clock} clock",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
         work = Path(tmp)
         dataset = torchvision_mnist(cfg, work / "torchvision")

@@ -54,10 +54,17 @@ def mnist_dir(tmp_path_factory) -> Path:
 def quick_overrides(data_dir: Path, output_dir: Path) -> list:
     """Small, quiet runs on the synthetic data."""
     return [
-        f"data.data_dir={data_dir}", f"data.val_size={VAL_SIZE}", "data.batch_size=32",
-        "data.eval_batch_size=100", "data.download=false", f"paths.output_dir={output_dir}",
-        "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
-        "trainer.log_every_n_steps=1", "trainer.max_epochs=1", "threads=1",
+        f"data.data_dir={data_dir}",
+        f"data.val_size={VAL_SIZE}",
+        "data.batch_size=32",
+        "data.eval_batch_size=100",
+        "data.download=false",
+        f"paths.output_dir={output_dir}",
+        "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
+        "trainer.log_every_n_steps=1",
+        "trainer.max_epochs=1",
+        "threads=1",
         "report=false",  # ~1 s of plotting a run; tests/test_report.py turns it on
     ]
 
@@ -66,7 +73,7 @@ def compose(overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mnistlab.schema import register_schemas
+    from mnistlab.config.train import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):

@@ -3,14 +3,15 @@
 from pathlib import Path
 
 import numpy as np
+from conftest import TEST_FILES, TRAIN_FILES, write_idx
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import TEST_FILES, TRAIN_FILES, write_idx
-from mnistlab.images import to_mnist
+from mnistlab.tools.images import to_mnist
 
 
-def draw_digit(digit: int, rng: np.random.Generator, side: int = 96, dark_on_light: bool = False,
-               colour: bool = False) -> Image.Image:
+def draw_digit(
+    digit: int, rng: np.random.Generator, side: int = 96, dark_on_light: bool = False, colour: bool = False
+) -> Image.Image:
     """A digit of random size, thickness, slant and place on a canvas of `side` pixels."""
     font = ImageFont.load_default(size=int(side * rng.uniform(0.45, 0.8)))
     ink, paper = ((20, 30, 120), (245, 240, 225)) if colour else (255, 0)
@@ -20,10 +21,20 @@ def draw_digit(digit: int, rng: np.random.Generator, side: int = 96, dark_on_lig
         ink, paper = paper, ink
     canvas = Image.new("RGB" if colour else "L", (side, side), paper)
     glyph = Image.new("L", (side, side), 0)
-    ImageDraw.Draw(glyph).text((side / 2, side / 2), str(digit), fill=255, font=font, anchor="mm",
-                               stroke_width=int(rng.integers(0, max(2, side // 30))), stroke_fill=255)
-    glyph = glyph.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BILINEAR,
-                         translate=tuple(int(t) for t in rng.integers(-side // 8, side // 8 + 1, 2)))
+    ImageDraw.Draw(glyph).text(
+        (side / 2, side / 2),
+        str(digit),
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=int(rng.integers(0, max(2, side // 30))),
+        stroke_fill=255,
+    )
+    glyph = glyph.rotate(
+        rng.uniform(-12, 12),
+        resample=Image.Resampling.BILINEAR,
+        translate=tuple(int(t) for t in rng.integers(-side // 8, side // 8 + 1, 2)),
+    )
     canvas.paste(Image.new(canvas.mode, canvas.size, ink), mask=glyph)
     return canvas
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, TRAIN_FILES, run_script, write_mnist
 from tool_config import train_run
 
 TRAIN, EVAL, PREDICT, EXPORT = "train.py", "eval.py", "predict.py", "export.py"
-BENCHMARK, SUMMARY = "benchmarks/throughput.py", "-m mnistlab.summary"
+BENCHMARK, SUMMARY = "benchmarks/throughput.py", "-m mnistlab.sweeps.summary"
 
 # (entry point, arguments): {run} is a finished mlp run, {data} good data, {tmp} an empty folder, {file} a text
 # file; the other names are files made in `places` below.
@@ -112,19 +111,28 @@ def places(tmp_path_factory) -> dict:
     torch.save({"weights": torch.zeros(3)}, root / "foreign.ckpt")
     torch.save({"state_dict": {"w": torch.zeros(3)}, "global_step": 1}, root / "bare.ckpt")
     return {
-        "run": run, "data": data, "tmp": root / "empty", "file": root / "notes.txt",
-        "moved_ckpt": root / "moved.ckpt", "truncated_ckpt": root / "truncated.ckpt",
-        "foreign_ckpt": root / "foreign.ckpt", "bare_lightning_ckpt": root / "bare.ckpt",
+        "run": run,
+        "data": data,
+        "tmp": root / "empty",
+        "file": root / "notes.txt",
+        "moved_ckpt": root / "moved.ckpt",
+        "truncated_ckpt": root / "truncated.ckpt",
+        "foreign_ckpt": root / "foreign.ckpt",
+        "bare_lightning_ckpt": root / "bare.ckpt",
         "damaged_gz": broken_data(root, data, "damaged-gz", lambda p: p.write_bytes(p.read_bytes()[:300])),
-        "truncated_idx": broken_data(root, data, "truncated-idx",
-                                     lambda p: gz(p, gzip.decompress(p.read_bytes())[:5000])),
+        "truncated_idx": broken_data(
+            root, data, "truncated-idx", lambda p: gz(p, gzip.decompress(p.read_bytes())[:5000])
+        ),
         "not_idx": broken_data(root, data, "not-idx", lambda p: gz(p, b"<html>offline</html>")),
     }
 
 
 def fingerprint(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_table_is_large_and_covers_every_entry_point():
@@ -147,8 +155,11 @@ def run_case(case: tuple, places: dict, work: Path) -> tuple:
 @pytest.fixture(scope="module")
 def outcomes(places, request, tmp_path_factory) -> dict:
     """The selected cases, run three at a time: most of each is Python importing torch and Lightning."""
-    selected = [item.callspec.params for item in request.session.items
-                if getattr(item, "originalname", "") == "test_bad_input_gets_one_line"]
+    selected = [
+        item.callspec.params
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_bad_input_gets_one_line"
+    ]
     cases = [(params["script"], params["arguments"]) for params in selected]
     root = tmp_path_factory.mktemp("cases")
     with ThreadPoolExecutor(max_workers=3) as pool:

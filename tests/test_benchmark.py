@@ -8,12 +8,27 @@ MODELS = ("softmax", "mlp", "cnn", "lstm")
 
 
 def test_benchmark_runs_a_few_steps(mnist_dir, tmp_path):
-    result = run_script("benchmarks/throughput.py", f"data.data_dir={mnist_dir}", "--quick", "--json",
-                        str(tmp_path / "bench.json"), f"data.val_size={VAL_SIZE}", "threads=1")  # overrides anywhere
+    result = run_script(
+        "benchmarks/throughput.py",
+        f"data.data_dir={mnist_dir}",
+        "--quick",
+        "--json",
+        str(tmp_path / "bench.json"),
+        f"data.val_size={VAL_SIZE}",
+        "threads=1",
+    )  # overrides anywhere
     assert result.returncode == 0, result.stderr[-3000:]
     table = result.stdout.split("\n\n")[-1]
-    assert table.splitlines()[0].split()[:8] == ["model", "batch", "steps", "|", "samples/s:", "framework", "plain",
-                                                 "dataloader"]
+    assert table.splitlines()[0].split()[:8] == [
+        "model",
+        "batch",
+        "steps",
+        "|",
+        "samples/s:",
+        "framework",
+        "plain",
+        "dataloader",
+    ]
     assert [line.split()[0] for line in table.splitlines()[1:5]] == list(MODELS)
     assert "start-up, s (median): --help " in table and "first_step " in table
 
@@ -44,8 +59,9 @@ def test_benchmark_rejects_a_bad_override_in_one_line():
 
 
 def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
-    result = run_script("benchmarks/layout.py", "--presets", "speedrun,cnn_tutorial", "--steps", "2", "--repeats", "1",
-                        "threads=1")
+    result = run_script(
+        "benchmarks/layout.py", "--presets", "speedrun,cnn_tutorial", "--steps", "2", "--repeats", "1", "threads=1"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines()[2:]]
     assert [(row[0], row[1]) for row in rows] == [("speedrun", "64"), ("cnn_tutorial", "50")]
@@ -54,7 +70,16 @@ def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
 
 def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
     """model.* keys exist only once the model is chosen: the benchmark composes with the model it times."""
-    result = run_script("benchmarks/throughput.py", "--quick", "--no-startup", "--models", "mlp",
-                        f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1", "model.hidden=[16,8]")
+    result = run_script(
+        "benchmarks/throughput.py",
+        "--quick",
+        "--no-startup",
+        "--models",
+        "mlp",
+        f"data.data_dir={mnist_dir}",
+        f"data.val_size={VAL_SIZE}",
+        "threads=1",
+        "model.hidden=[16,8]",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n\n")[-1].splitlines()[1].split()[0] == "mlp"

@@ -1,10 +1,10 @@
 """train.py as a user runs it: start-up, multirun, and one-line errors for bad input."""
 
 import pytest
-
 from conftest import CONF, compose, quick_overrides, run_script
+
+from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError
-from mnistlab.schema import validate
 
 
 def test_help_and_cfg_do_not_import_torch():
@@ -21,8 +21,11 @@ GROUPS = sorted(d.name for d in CONF.iterdir() if d.is_dir() and d.name != "hydr
 def test_help_lists_each_config_group_with_its_options_but_not_the_schemas():
     result = run_script("train.py", "--help")
     assert result.returncode == 0, result.stderr
-    listed = dict(line.split(": ", 1) for line in result.stdout.split("== Config ==")[0].splitlines()
-                  if ": " in line and "/" not in line.split(": ")[0] and " " not in line.split(": ")[0])
+    listed = dict(
+        line.split(": ", 1)
+        for line in result.stdout.split("== Config ==")[0].splitlines()
+        if ": " in line and "/" not in line.split(": ")[0] and " " not in line.split(": ")[0]
+    )
     expected = {g: ", ".join(sorted(f.stem for f in (CONF / g).glob("*.yaml"))) for g in GROUPS}
     assert listed == expected
     assert "schema/" not in result.stdout and "model:\n  _target_: mnistlab.models.cnn.CNN" in result.stdout
@@ -60,8 +63,9 @@ def test_range_checks_live_in_the_schema(tmp_path):
 
 
 def test_missing_data_message(tmp_path):
-    result = run_script("train.py", f"data.data_dir={tmp_path}/nothing", "data.download=false",
-                        f"hydra.run.dir={tmp_path}/run")
+    result = run_script(
+        "train.py", f"data.data_dir={tmp_path}/nothing", "data.download=false", f"hydra.run.dir={tmp_path}/run"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "MNIST/raw/" in result.stderr and "data.data_dir=" in result.stderr
@@ -69,8 +73,7 @@ def test_missing_data_message(tmp_path):
 
 def test_two_job_multirun(mnist_dir, tmp_path):
     overrides = [o for o in quick_overrides(mnist_dir, tmp_path) if not o.startswith("paths.")]
-    result = run_script("train.py", "-m", "model=softmax,mlp", *overrides,
-                        f"hydra.sweep.dir={tmp_path}/sweep")
+    result = run_script("train.py", "-m", "model=softmax,mlp", *overrides, f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
         job_dir = tmp_path / "sweep" / job

@@ -7,10 +7,10 @@ import statistics
 
 import pytest
 import yaml
-
 from conftest import run_script
-from mnistlab.compare import compare
-from mnistlab.summary import summarize
+
+from mnistlab.sweeps.summary import summarize
+from mnistlab.tools.compare import compare
 
 MLP_VAL, MLP_TEST = [0.91, 0.95, 0.96], [0.90, 0.93, 0.97]
 
@@ -39,8 +39,13 @@ def sweep(tmp_path):
     """Three seeds of an MLP and one CNN job, as `train.py -m model=mlp seed=0,1,2` and a CNN job would leave."""
     sweep_dir = tmp_path / "sweep"
     for seed, (val, test) in enumerate(zip(MLP_VAL, MLP_TEST)):
-        write_run(sweep_dir / str(seed), ["model=mlp", f"seed={seed}", "trainer.max_epochs=1"], [val - 0.1, val], test,
-                  seconds=10.0 + seed)
+        write_run(
+            sweep_dir / str(seed),
+            ["model=mlp", f"seed={seed}", "trainer.max_epochs=1"],
+            [val - 0.1, val],
+            test,
+            seconds=10.0 + seed,
+        )
     write_run(sweep_dir / "3", ["model=cnn", "seed=0", "trainer.max_epochs=1"], [0.97, 0.99], 0.985, seconds=30.0)
     return sweep_dir
 
@@ -88,10 +93,17 @@ def test_sweep_summary_without_seeds_has_no_seed_table(tmp_path, capsys):
     assert "Over seeds" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda tmp_path: tmp_path / "missing", "{path}: no such folder"),
-    (lambda tmp_path: tmp_path, "{path} is not a run of train.py and holds none (no .hydra/overrides.yaml in it or below it)"),
-], ids=["missing", "not a run"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp_path: tmp_path / "missing", "{path}: no such folder"),
+        (
+            lambda tmp_path: tmp_path,
+            "{path} is not a run of train.py and holds none (no .hydra/overrides.yaml in it or below it)",
+        ),
+    ],
+    ids=["missing", "not a run"],
+)
 def test_compare_refuses_what_is_no_run_in_one_line(make, message, tmp_path):
     path = make(tmp_path)
     result = run_script("compare.py", str(path))

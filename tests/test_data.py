@@ -2,8 +2,8 @@ import gzip
 
 import pytest
 import torch
-
 from conftest import N_TEST, N_TRAIN, VAL_SIZE, write_mnist
+
 from mnistlab.data.batches import EpochPermutation, TensorBatches
 from mnistlab.data.idx import read_idx
 from mnistlab.data.mnist import MNISTDataModule
@@ -43,8 +43,10 @@ def test_ddp_shards_are_disjoint_and_equal():
         seen.append(torch.cat([y for _, y in shard]))
     assert len(seen[0]) == len(seen[1]) == 51
     assert not set(seen[0].tolist()) & set(seen[1].tolist())
-    ordered = [torch.cat([y for _, y in TensorBatches(images, labels, 10, shuffle=False, rank=r, world_size=2)])
-               for r in range(2)]
+    ordered = [
+        torch.cat([y for _, y in TensorBatches(images, labels, 10, shuffle=False, rank=r, world_size=2)])
+        for r in range(2)
+    ]
     assert torch.equal(torch.cat(ordered), labels)  # evaluation sees every image once
 
 
@@ -75,8 +77,9 @@ def test_corrupt_file_is_reported(tmp_path):
 def test_augmentation_only_while_training(mnist_dir):
     from types import SimpleNamespace
 
-    dm = MNISTDataModule(str(mnist_dir), batch_size=16, val_size=VAL_SIZE, download=False, seed=0,
-                         augment={"shift": 3.0, "rotate": 20.0})
+    dm = MNISTDataModule(
+        str(mnist_dir), batch_size=16, val_size=VAL_SIZE, download=False, seed=0, augment={"shift": 3.0, "rotate": 20.0}
+    )
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     plain, _ = dm.on_after_batch_transfer(batch, 0)

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    ROOT,
+    TEST_FILES,
+    TRAIN_FILES,
+    quick_overrides,
+    run_script,
+    stand_in_slurm,
+    synthetic_digits,
+    write_idx,
+)
 
-from conftest import ROOT, TEST_FILES, TRAIN_FILES, quick_overrides, run_script, stand_in_slurm, synthetic_digits, write_idx
 from mnistlab.data.batches import TensorBatches
 
 VAL, TRAIN, TEST = 101, 399, 201  # odd: the two processes' halves of each split differ by one image
@@ -33,8 +42,13 @@ def ddp_overrides(data_dir: Path) -> list:
     """Softmax at a low learning rate (far from 100% right on the test images), evaluated in batches of 25:
     the two processes run different numbers of evaluation batches."""
     return [o for o in quick_overrides(data_dir, "unused") if not o.startswith("paths.")] + [
-        "trainer=ddp_cpu", "model=softmax", "optimizer.lr=1e-3", f"data.val_size={VAL}", "data.eval_batch_size=25",
-        "seed=0"]
+        "trainer=ddp_cpu",
+        "model=softmax",
+        "optimizer.lr=1e-3",
+        f"data.val_size={VAL}",
+        "data.eval_batch_size=25",
+        "seed=0",
+    ]
 
 
 def shards(size: int, world_size: int, batch_size: int, shuffle: bool, epoch: int = 0) -> list:
@@ -68,9 +82,21 @@ def event_file_pids(run_dir: Path) -> set:
 def test_torchrun_run_resumed_by_lightnings_launcher_then_evaluated_in_one_process(odd_mnist, tmp_path):
     run_dir = tmp_path / "run"
     # the run folder is claimed by rank 0 (new_dir) and handed to rank 1 through torchrun's store
-    first = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "train.py",
-                            *ddp_overrides(odd_mnist), f"hydra.run.dir=${{new_dir:'{run_dir}'}}"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "train.py",
+            *ddp_overrides(odd_mnist),
+            f"hydra.run.dir=${{new_dir:'{run_dir}'}}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # one folder for both processes
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -102,20 +128,34 @@ def test_sweep_of_ddp_jobs_is_refused_in_one_line(odd_mnist, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "error: -m with trainer.devices=2: Lightning would start the other processes by running the whole sweep "
         "again; for a sweep of DDP jobs use hydra/launcher=slurm with hydra.launcher.tasks_per_node=<devices> "
-        "(README: Several devices), or run each job as its own torchrun command without -m")
+        "(README: Several devices), or run each job as its own torchrun command without -m"
+    )
     assert not list(tmp_path.glob("*/metrics.json"))
 
     torchrun_rank = {**os.environ, "TORCHELASTIC_RUN_ID": "x", "RANK": "0", "WORLD_SIZE": "2"}
-    under_torchrun = subprocess.run([sys.executable, "train.py", "-m", "model=softmax"], cwd=ROOT, env=torchrun_rank,
-                                    capture_output=True, text=True, timeout=60)
+    under_torchrun = subprocess.run(
+        [sys.executable, "train.py", "-m", "model=softmax"],
+        cwd=ROOT,
+        env=torchrun_rank,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert under_torchrun.returncode == 2
     assert under_torchrun.stderr.startswith("error: -m under torchrun or srun would run the whole sweep in every")
 
 
 def test_submitit_runs_a_ddp_job_as_one_task_per_process(odd_mnist, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
-                        "hydra.launcher.tasks_per_node=2", *ddp_overrides(odd_mnist), f"hydra.sweep.dir={sweep}")
+    result = run_script(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "hydra.launcher.tasks_per_node=2",
+        *ddp_overrides(odd_mnist),
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((sweep / "0" / "job.json").read_text())
     assert record["status"] == "ok" and record["metrics"]["step"] == STEPS_PER_EPOCH
@@ -125,9 +165,25 @@ def test_submitit_runs_a_ddp_job_as_one_task_per_process(odd_mnist, tmp_path):
 def test_slurm_jobs_get_one_task_per_device(tmp_path):
     """No cluster here: stand-ins for srun and sbatch; sbatch keeps the script it is given and refuses it."""
     env, script = stand_in_slurm(tmp_path)
-    subprocess.run([sys.executable, "train.py", "-m", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
-                    "trainer.num_nodes=2", "model=softmax", "optimizer.lr=0.01,0.1", f"hydra.sweep.dir={tmp_path}/s"],
-                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "hydra/launcher=slurm",
+            "trainer=ddp",
+            "trainer.devices=4",
+            "trainer.num_nodes=2",
+            "model=softmax",
+            "optimizer.lr=0.01,0.1",
+            f"hydra.sweep.dir={tmp_path}/s",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = set(script.read_text().splitlines())
     assert {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"} <= lines
 
@@ -141,13 +197,28 @@ def free_port() -> int:
 def test_srun_tasks_share_the_run_folder_rank_zero_claimed(tmp_path):
     """Two processes with the variables srun gives two tasks of one step; rank 0 serves the store where
     Lightning's will be (SLURM_NODELIST, MASTER_PORT)."""
-    resolve = ("from omegaconf import OmegaConf; from mnistlab.runs import register_resolvers; register_resolvers(); "
-               f"print(OmegaConf.create({{'dir': '${{new_dir:{tmp_path}/run}}'}}).dir)")
-    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "4242",
-             "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    tasks = [subprocess.Popen([sys.executable, "-c", resolve], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)})
-             for rank in (1, 0)]  # rank 1 first: it waits for rank 0
+    resolve = (
+        "from omegaconf import OmegaConf; from mnistlab.runs.run_dir import register_resolvers; register_resolvers(); "
+        f"print(OmegaConf.create({{'dir': '${{new_dir:{tmp_path}/run}}'}}).dir)"
+    )
+    slurm = {
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NODELIST": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, "-c", resolve],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+        )
+        for rank in (1, 0)
+    ]  # rank 1 first: it waits for rank 0
     outputs = [task.communicate(timeout=120)[0].strip() for task in tasks]
     assert outputs == [str(tmp_path / "run")] * 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -160,15 +231,24 @@ def test_every_rank_cuts_its_batches_from_rank_zeros_seed(odd_mnist):
     from mnistlab.data.mnist import MNISTDataModule
 
     datamodule = MNISTDataModule(str(odd_mnist), val_size=VAL, download=False, seed=None)
-    datamodule.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu"),
-                                                                  broadcast=lambda value: 1234))
+    datamodule.trainer = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device("cpu"), broadcast=lambda value: 1234)
+    )
     datamodule.setup("fit")
     assert datamodule.seed == 1234
 
 
 @pytest.mark.slow
 def test_ddp_benchmark_times_both_setups(mnist_dir):
-    result = run_script("benchmarks/ddp.py", f"data.data_dir={mnist_dir}", "data.val_size=100", "threads=1",
-                        "--steps", "3", "--repeats", "1")
+    result = run_script(
+        "benchmarks/ddp.py",
+        f"data.data_dir={mnist_dir}",
+        "data.val_size=100",
+        "threads=1",
+        "--steps",
+        "3",
+        "--repeats",
+        "1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["trainer=cpu", "trainer=ddp_cpu"]

@@ -7,16 +7,24 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, quick_overrides, run_script
-from mnistlab.errors import ConfigError, UserError
-from mnistlab.eval import evaluate
-from mnistlab.schema import validate
 from tool_config import compose_tool, train_run
 
+from mnistlab.config.train import validate
+from mnistlab.errors import ConfigError, UserError
+from mnistlab.tools.eval import evaluate
+
 # not the defaults (model=cnn with 32/64 channels): eval must rebuild this from the run's own config
-SMALL_CNN_WITH_EMA = ["model=cnn", "model.channels=[4,8]", "model.fc_size=32", "model.kernel_size=3",
-                      "ema.enabled=true", "ema.decay=0.9", "optimizer.lr=3e-3", "seed=0"]
+SMALL_CNN_WITH_EMA = [
+    "model=cnn",
+    "model.channels=[4,8]",
+    "model.fc_size=32",
+    "model.kernel_size=3",
+    "ema.enabled=true",
+    "ema.decay=0.9",
+    "optimizer.lr=3e-3",
+    "seed=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +73,43 @@ def test_watch_reports_each_new_checkpoint_once_and_stops_when_training_ends(mni
     quick = [o for o in quick_overrides(mnist_dir, run_dir) if not o.startswith("paths.")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
     training = subprocess.Popen(
-        [sys.executable, "train.py", *quick, "model=mlp", "model.hidden=[16]", "trainer.max_epochs=3",
-         "callbacks.recent.every_n_train_steps=4", "callbacks.recent.save_top_k=-1", f"hydra.run.dir={run_dir}",
-         "+callbacks.slow._target_=helper_callbacks.SleepEachStep", "+callbacks.slow.seconds=0.15"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "train.py",
+            *quick,
+            "model=mlp",
+            "model.hidden=[16]",
+            "trainer.max_epochs=3",
+            "callbacks.recent.every_n_train_steps=4",
+            "callbacks.recent.save_top_k=-1",
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.slow._target_=helper_callbacks.SleepEachStep",
+            "+callbacks.slow.seconds=0.15",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not (run_dir / ".hydra" / "config.yaml").exists():  # Hydra made the run directory
         assert training.poll() is None, training.stderr.read()[-3000:]
         time.sleep(0.05)
-    watcher = subprocess.Popen([sys.executable, "eval.py", f"ckpt_path={run_dir}", "watch=true",
-                                "watch.interval=0.2", "watch.timeout=240", "threads=1"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "eval.py",
+            f"ckpt_path={run_dir}",
+            "watch=true",
+            "watch.interval=0.2",
+            "watch.timeout=240",
+            "threads=1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     steps, reported_while_training = [], 0
     for line in watcher.stdout:
         if line.startswith("step "):

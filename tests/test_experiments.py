@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
 from conftest import CONF, compose, quick_overrides
+
+from mnistlab.config.train import validate
 from mnistlab.data.augment import random_affine
-from mnistlab.schedulers import one_cycle
-from mnistlab.schema import validate
-from mnistlab.train import train
+from mnistlab.training.schedulers import one_cycle
+from mnistlab.training.train import train
 
 PRESETS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 
@@ -18,8 +18,11 @@ def test_presets_exist():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_trains_a_few_steps(preset, mnist_dir, tmp_path):
-    cfg = compose([f"experiment={preset}"] + quick_overrides(mnist_dir, tmp_path)
-                  + ["trainer.max_steps=6", "trainer.val_check_interval=3"])
+    cfg = compose(
+        [f"experiment={preset}"]
+        + quick_overrides(mnist_dir, tmp_path)
+        + ["trainer.max_steps=6", "trainer.val_check_interval=3"]
+    )
     validate(cfg)
     metrics = train(cfg)
     assert metrics["step"] == 6 and 0.0 <= metrics["test/acc"] <= 1.0
@@ -42,7 +45,7 @@ def test_random_scale_enlarges_and_shrinks_within_its_range():
 
 
 def test_label_smoothing_applies_to_the_training_loss_only(mnist_dir, tmp_path, monkeypatch):
-    import mnistlab.classifier
+    import mnistlab.training.classifier
 
     smoothing = []  # label_smoothing of every cross-entropy the classifier computes
     plain_cross_entropy = torch.nn.functional.cross_entropy
@@ -51,9 +54,14 @@ def test_label_smoothing_applies_to_the_training_loss_only(mnist_dir, tmp_path, 
         smoothing.append(label_smoothing)
         return plain_cross_entropy(logits, labels, label_smoothing=label_smoothing, **kwargs)
 
-    monkeypatch.setattr(mnistlab.classifier.F, "cross_entropy", spy)
-    train(compose(["model=softmax", "model.label_smoothing=0.2"] + quick_overrides(mnist_dir, tmp_path)
-                  + ["trainer.max_steps=3", "trainer.val_check_interval=3"]))
+    monkeypatch.setattr(mnistlab.training.classifier.F, "cross_entropy", spy)
+    train(
+        compose(
+            ["model=softmax", "model.label_smoothing=0.2"]
+            + quick_overrides(mnist_dir, tmp_path)
+            + ["trainer.max_steps=3", "trainer.val_check_interval=3"]
+        )
+    )
     assert smoothing[:3] == [0.2, 0.2, 0.2] and set(smoothing[3:]) == {0.0}  # then validation and test
 
 

@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from mnistlab.checkpoints import load_classifier
-from mnistlab.errors import ConfigError
-from mnistlab.export import export
-from mnistlab.schema import validate
 from tool_config import compose_tool, train_run
+
+from mnistlab.config.train import validate
+from mnistlab.errors import ConfigError
+from mnistlab.runs.checkpoints import load_classifier
+from mnistlab.tools.export import export
 
 ARCHITECTURES = {
     "softmax": ["model=softmax"],
@@ -65,11 +65,15 @@ def test_exports_run_without_the_project_and_take_any_batch(exports, tmp_path):
     images = torch.rand(7, 1, 28, 28)
     np.save(tmp_path / "images.npy", images.numpy())
     files = {name: result["output"] for name, (_, result) in exports.items()}
-    ran = subprocess.run([sys.executable, "-c", WITHOUT_MNISTLAB, str(tmp_path / "images.npy"), json.dumps(files)],
-                         capture_output=True, text=True, timeout=300)
+    ran = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MNISTLAB, str(tmp_path / "images.npy"), json.dumps(files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     report = json.loads(ran.stdout)
-    for name, (run_dir, result) in exports.items():
+    for name, (run_dir, _) in exports.items():
         model, _ = load_classifier(next((run_dir / "checkpoints").glob("*.ckpt")))
         with torch.no_grad():
             expected = model(images).numpy()

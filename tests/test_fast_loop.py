@@ -1,4 +1,4 @@
-"""mnistlab.fast_loop: the same training as Lightning's own loop (weights, logs, hooks), and Lightning's
+"""mnistlab.perf.fast_loop: the same training as Lightning's own loop (weights, logs, hooks), and Lightning's
 loop wherever the fast path does not apply; start-up objects frozen for the garbage collector while fitting."""
 
 import csv
@@ -7,22 +7,30 @@ import gc
 import lightning as L
 import pytest
 import torch
+from conftest import compose, quick_overrides
 from torchmetrics import MeanMetric
 
-from conftest import compose, quick_overrides
-from mnistlab.fast_loop import FastEpochLoop
-from mnistlab.train import build
+from mnistlab.perf.fast_loop import FastEpochLoop
+from mnistlab.training.train import build
 
-STEP_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_backward", "on_after_backward",
-              "on_before_optimizer_step", "on_train_batch_end")
+STEP_HOOKS = (
+    "on_train_batch_start",
+    "on_before_zero_grad",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_train_batch_end",
+)
 
 
 def connector_metrics(trainer) -> tuple:
     """The logger connector's progress-bar, callback and logged metrics as they stand (not through the
     trainer's properties, which would refresh them)."""
     connector = trainer._logger_connector
-    return tuple({name: float(value) for name, value in metrics.items()} for metrics in
-                 (connector._progress_bar_metrics, connector._callback_metrics, connector._logged_metrics))
+    return tuple(
+        {name: float(value) for name, value in metrics.items()}
+        for metrics in (connector._progress_bar_metrics, connector._callback_metrics, connector._logged_metrics)
+    )
 
 
 class HookRecorder(L.Callback):
@@ -66,8 +74,14 @@ class MetricProbe(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         pl_module.probe_mean(outputs["loss"])
         if batch_idx % 4 == 0:
-            pl_module.log("probe/mean", pl_module.probe_mean, on_step=True, on_epoch=False, prog_bar=True,
-                          metric_attribute="probe_mean")
+            pl_module.log(
+                "probe/mean",
+                pl_module.probe_mean,
+                on_step=True,
+                on_epoch=False,
+                prog_bar=True,
+                metric_attribute="probe_mean",
+            )
 
 
 def fit(overrides: list, run_dir, callbacks: tuple = ()) -> tuple:
@@ -99,19 +113,36 @@ def same_training(mnist_dir, tmp_path, extra: list, callbacks: tuple = ()) -> tu
 
 def test_fast_loop_trains_exactly_as_lightnings_loop(mnist_dir, tmp_path):
     """MLP with dropout, L2, EMA (an optimizer step hook) and a per-step schedule."""
-    fast, slow, calls = same_training(mnist_dir, tmp_path, [
-        "model=mlp", "model.hidden=[32]", "model.dropout=0.2", "model.l2=0.001", "ema.enabled=true",
-        "optimizer=sgd", "scheduler=exponential", "trainer.val_check_interval=5",
-        "callbacks.checkpoint.every_n_train_steps=4"])  # validation and step checkpoints in mid-epoch too
+    fast, slow, calls = same_training(
+        mnist_dir,
+        tmp_path,
+        [
+            "model=mlp",
+            "model.hidden=[32]",
+            "model.dropout=0.2",
+            "model.l2=0.001",
+            "ema.enabled=true",
+            "optimizer=sgd",
+            "scheduler=exponential",
+            "trainer.val_check_interval=5",
+            "callbacks.checkpoint.every_n_train_steps=4",
+        ],
+    )  # validation and step checkpoints in mid-epoch too
     assert isinstance(fast.fit_loop.epoch_loop, FastEpochLoop) and fast.fit_loop.epoch_loop.fast
     assert not isinstance(slow.fit_loop.epoch_loop, FastEpochLoop)
     assert [call[0] for call in calls[:6]] == list(STEP_HOOKS)
     assert len(calls) == 6 * 32
 
 
-@pytest.mark.parametrize("extra, steps", [
-    (["+trainer.accumulate_grad_batches=2"], 8), (["+trainer.gradient_clip_val=0.5"], 16), (["trainer.profiler=simple"], 16),
-], ids=["accumulate", "clip", "profiler"])
+@pytest.mark.parametrize(
+    "extra, steps",
+    [
+        (["+trainer.accumulate_grad_batches=2"], 8),
+        (["+trainer.gradient_clip_val=0.5"], 16),
+        (["trainer.profiler=simple"], 16),
+    ],
+    ids=["accumulate", "clip", "profiler"],
+)
 def test_steps_the_fast_path_does_not_cover_go_through_lightnings_own(mnist_dir, tmp_path, extra, steps):
     datamodule, model, trainer = build(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax"] + extra))
     trainer.fit(model, datamodule=datamodule)
@@ -137,7 +168,11 @@ def test_start_up_objects_are_frozen_only_while_fitting(mnist_dir, tmp_path):
 
 def test_fast_loop_trains_exactly_as_lightnings_loop_in_bf16(mnist_dir, tmp_path):
     """The autocast context and the precision plugin's step, with an LSTM; a torchmetrics object logged too."""
-    fast, _, calls = same_training(mnist_dir, tmp_path, ["model=lstm", "model.hidden_size=16",
-                                                         "trainer.precision=bf16-mixed"], callbacks=(MetricProbe,))
+    fast, _, calls = same_training(
+        mnist_dir,
+        tmp_path,
+        ["model=lstm", "model.hidden_size=16", "trainer.precision=bf16-mixed"],
+        callbacks=(MetricProbe,),
+    )
     assert fast.fit_loop.epoch_loop.fast
     assert any("probe/mean" in call[-1][0] for call in calls if call[0] == "on_train_batch_start")

@@ -5,25 +5,30 @@ import math
 
 import pytest
 import torch
-
 from conftest import run_script
-from mnistlab.checkpoints import best_checkpoint
-from mnistlab.eval import Evaluator
 from tool_config import train_run
+
+from mnistlab.runs.checkpoints import best_checkpoint
+from mnistlab.tools.eval import Evaluator
 
 SMALL = ["model=mlp", "model.hidden=[16]"]
 STEPS_PER_EPOCH = 16  # (600 - VAL_SIZE) images in batches of 32
 
 
 def steps_of_checkpoints(run_dir) -> set:
-    return {int(torch.load(path, weights_only=True)["global_step"]) for path in (run_dir / "checkpoints").glob("*.ckpt")}
+    return {
+        int(torch.load(path, weights_only=True)["global_step"]) for path in (run_dir / "checkpoints").glob("*.ckpt")
+    }
 
 
-@pytest.mark.parametrize("stop", [
-    ["trainer.max_epochs=-1", "trainer.max_steps=5"],  # in mid-epoch
-    ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"],  # the final epoch is not a validation epoch
-    ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=null", "trainer.val_check_interval=5"],
-])
+@pytest.mark.parametrize(
+    "stop",
+    [
+        ["trainer.max_epochs=-1", "trainer.max_steps=5"],  # in mid-epoch
+        ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"],  # the final epoch is not a validation epoch
+        ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=null", "trainer.val_check_interval=5"],
+    ],
+)
 def test_the_final_step_is_validated_checkpointed_and_tested(stop, mnist_dir, tmp_path):
     metrics = train_run(mnist_dir, tmp_path, SMALL + stop)
     final_step = metrics["step"]

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from mnistlab.ema import EMA
 from mnistlab.models.cnn import CNN
 from mnistlab.models.lstm import RowLSTM
 from mnistlab.models.mlp import MLP
 from mnistlab.models.softmax import SoftmaxRegression
-from mnistlab.schedulers import exponential_decay
+from mnistlab.training.ema import EMA
+from mnistlab.training.schedulers import exponential_decay
 
 NETS = [
     SoftmaxRegression(),
@@ -30,7 +30,7 @@ def test_tutorial_cnn_shape():
     convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
     linears = [m for m in cnn.modules() if isinstance(m, torch.nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 32, (5, 5)), (32, 64, (5, 5))]
-    assert [(l.in_features, l.out_features) for l in linears] == [(7 * 7 * 64, 1024), (1024, 10)]
+    assert [(fc.in_features, fc.out_features) for fc in linears] == [(7 * 7 * 64, 1024), (1024, 10)]
 
 
 def test_dropout_only_while_training():
@@ -71,6 +71,7 @@ def test_exponential_decay_staircase():
         sched.step()
     assert lrs[0] == lrs[549] == pytest.approx(0.8)
     assert lrs[550] == pytest.approx(0.8 * 0.99) and lrs[1100] == pytest.approx(0.8 * 0.99**2)
-    smooth = exponential_decay(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 100,
-                               rate=0.5, decay_steps=2, staircase=False)
+    smooth = exponential_decay(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 100, rate=0.5, decay_steps=2, staircase=False
+    )
     assert smooth.lr_lambdas[0](1) == pytest.approx(0.5**0.5)

@@ -2,20 +2,29 @@
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_script
 from drawn_digits import draw_digit, write_drawn_mnist
-from mnistlab.export import export
-from mnistlab.images import ImageError, load_digit, to_mnist
-from mnistlab.predict import predict
+from PIL import Image
 from tool_config import compose_tool, train_run
 
+from mnistlab.tools.export import export
+from mnistlab.tools.images import ImageError, load_digit, to_mnist
+from mnistlab.tools.predict import predict
+
 # digit, canvas side, dark digit on a light background, colour, file type
-PICTURES = [(0, 28, False, False, "png"), (1, 300, True, False, "png"), (2, 64, True, True, "jpg"),
-            (3, 200, False, True, "png"), (4, 45, True, False, "png"), (5, 150, False, False, "jpg"),
-            (6, 90, True, False, "png"), (7, 120, False, False, "png"), (8, 77, True, True, "png"),
-            (9, 500, True, False, "jpg"), (3, 60, True, False, "transparent")]
+PICTURES = [
+    (0, 28, False, False, "png"),
+    (1, 300, True, False, "png"),
+    (2, 64, True, True, "jpg"),
+    (3, 200, False, True, "png"),
+    (4, 45, True, False, "png"),
+    (5, 150, False, False, "jpg"),
+    (6, 90, True, False, "png"),
+    (7, 120, False, False, "png"),
+    (8, 77, True, True, "png"),
+    (9, 500, True, False, "jpg"),
+    (3, 60, True, False, "transparent"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +32,11 @@ def model_dir(tmp_path_factory):
     """A small MLP trained on drawn digits prepared as predict.py prepares pictures."""
     data_dir = write_drawn_mnist(tmp_path_factory.mktemp("drawn"))
     run_dir = tmp_path_factory.mktemp("run")
-    metrics = train_run(data_dir, run_dir, ["model=mlp", "model.hidden=[64]", "trainer.max_epochs=5",
-                                            "optimizer.lr=5e-3", "data.val_size=200", "seed=0"])
+    metrics = train_run(
+        data_dir,
+        run_dir,
+        ["model=mlp", "model.hidden=[64]", "trainer.max_epochs=5", "optimizer.lr=5e-3", "data.val_size=200", "seed=0"],
+    )
     assert metrics["test/acc"] > 0.95
     return run_dir
 
@@ -55,7 +67,7 @@ def test_predict_gets_every_digit_and_reports_bad_files(model_dir, pictures):
     assert result.returncode == 2, result.stderr[-3000:]  # bad files among them
     lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
     assert len(lines) == len(PICTURES)
-    for path, (digit, *_ ) in zip(paths, PICTURES):
+    for path, (digit, *_) in zip(paths, PICTURES):
         top3 = lines[str(path)].split("  ")
         assert len(top3) == 3 and top3[0].startswith(f"{digit} ("), (path, lines[str(path)])
     errors = result.stderr.strip().splitlines()

@@ -11,24 +11,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_script
 from PIL import Image
 
-from conftest import run_script
-from mnistlab.checkpoints import best_checkpoint, load_classifier
 from mnistlab.data.idx import read_idx
+from mnistlab.runs.checkpoints import best_checkpoint, load_classifier
 
 REAL = Path(os.environ.get("MNISTLAB_REAL_DATA", "/work/shared/data"))
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (REAL / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").exists(),
-                                 reason=f"no MNIST in {REAL}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (REAL / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").exists(), reason=f"no MNIST in {REAL}"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("real")
-    result = run_script("train.py", "model=mlp", "trainer.max_epochs=1", f"data.data_dir={REAL}",
-                        "data.download=false", "+trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
-                        timeout=900)
+    result = run_script(
+        "train.py",
+        "model=mlp",
+        "trainer.max_epochs=1",
+        f"data.data_dir={REAL}",
+        "data.download=false",
+        "+trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 

@@ -10,15 +10,15 @@ from importlib import metadata
 import pytest
 import torch
 import yaml
-from PIL import Image
-
 from conftest import N_TEST, ROOT, TEST_FILES, run_script
-from mnistlab.checkpoints import load_classifier, resolve_checkpoint
-from mnistlab.data.idx import read_idx
-from mnistlab.eval import evaluate
-from mnistlab.predictions import Predictions
-from mnistlab.report import main as report_main
+from PIL import Image
 from tool_config import compose_tool, train_run
+
+from mnistlab.callbacks.predictions import Predictions
+from mnistlab.data.idx import read_idx
+from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
+from mnistlab.runs.report import main as report_main
+from mnistlab.tools.eval import evaluate
 
 OVERRIDES = ["model=mlp", "model.hidden=[16]", "seed=0", "optimizer.lr=1e-3", "report=true"]
 PNG = b"\x89PNG"
@@ -67,8 +67,9 @@ def test_report_holds_the_tested_checkpoints_test_results(run, mnist_dir):
 
 def test_eval_writes_the_confusion_matrix_and_the_most_confident_mistakes(run, mnist_dir, tmp_path):
     run_dir, _ = run
-    evaluated = evaluate(compose_tool("eval", [f"ckpt_path={run_dir}", f"output={tmp_path / 'test.json'}",
-                                               "threads=1"]))
+    evaluated = evaluate(
+        compose_tool("eval", [f"ckpt_path={run_dir}", f"output={tmp_path / 'test.json'}", "threads=1"])
+    )
     with open(tmp_path / "test-confusion.csv") as f:
         confusion = torch.tensor([[int(cell) for cell in row[1:]] for row in list(csv.reader(f))[1:]])
     assert confusion.sum() == N_TEST
@@ -100,7 +101,7 @@ def test_report_is_remade_from_the_run_directory(run):
 
 
 def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
-    result = run_script("-m", "mnistlab.report", str(tmp_path))
+    result = run_script("-m", "mnistlab.runs.report", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr == f"error: {tmp_path} is not a run directory of train.py (no .hydra/config.yaml in it)\n"
 
@@ -114,8 +115,24 @@ def test_report_false_writes_none(mnist_dir, tmp_path):
 def test_env_json_and_requirements_describe_the_run(run):
     run_dir, _ = run
     env = json.loads((run_dir / "env.json").read_text())
-    assert {"command", "started", "git_commit", "git_dirty", "python", "torch", "lightning", "hydra", "optuna",
-            "numpy", "cuda", "cudnn", "cpu", "gpus", "torch_threads", "hostname"} <= set(env)
+    assert {
+        "command",
+        "started",
+        "git_commit",
+        "git_dirty",
+        "python",
+        "torch",
+        "lightning",
+        "hydra",
+        "optuna",
+        "numpy",
+        "cuda",
+        "cudnn",
+        "cpu",
+        "gpus",
+        "torch_threads",
+        "hostname",
+    } <= set(env)
     assert env["python"] == platform.python_version()
     assert env["torch"] == metadata.version("torch") and env["hydra"] == metadata.version("hydra-core")
     assert env["torch_threads"] == 1  # threads=1 was set before it was written

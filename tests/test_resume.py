@@ -16,17 +16,23 @@ import sys
 
 import pytest
 import torch
-
+from conftest import ROOT, compose, quick_overrides
 from lightning.pytorch.callbacks import Callback
 
-from conftest import ROOT, compose, quick_overrides
 from mnistlab.data.batches import TensorBatches
-from mnistlab.train import train
+from mnistlab.training.train import train
 
 TESTS = ROOT / "tests"
 # dropout and augmentation (random state), EMA, the cosine schedule: all must survive a resume
-RUN = ["model=mlp", "model.hidden=[32]", "model.dropout=0.3", "ema.enabled=true", "data.augment.shift=2",
-       "seed=0", "trainer.max_epochs=3"]
+RUN = [
+    "model=mlp",
+    "model.hidden=[32]",
+    "model.dropout=0.3",
+    "ema.enabled=true",
+    "data.augment.shift=2",
+    "seed=0",
+    "trainer.max_epochs=3",
+]
 STEPS_PER_EPOCH = 16  # (600 - VAL_SIZE) images in batches of 32
 
 
@@ -37,8 +43,9 @@ def overrides(mnist_dir, run_dir):
 
 def train_script(*args, check=True):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS)])}
-    result = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -49,8 +56,12 @@ TRUST_HELPERS = "trusted_modules=[helper_callbacks]"
 
 
 def signal_at(step, signum, where="batch"):
-    return ["+callbacks.killer._target_=helper_callbacks.SignalAtStep", f"+callbacks.killer.step={step}",
-            f"+callbacks.killer.signum={int(signum)}", f"+callbacks.killer.where={where}"]
+    return [
+        "+callbacks.killer._target_=helper_callbacks.SignalAtStep",
+        f"+callbacks.killer.step={step}",
+        f"+callbacks.killer.signum={int(signum)}",
+        f"+callbacks.killer.where={where}",
+    ]
 
 
 def final_metrics(run_dir):
@@ -78,23 +89,34 @@ def test_sigterm_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(mnist
     (only the step checkpoints to go on), Ctrl-C during an epoch's last batch (the checkpoint waits
     for that epoch's validation and comes after the next batch)."""
     step_checkpoints = ["callbacks.recent.every_n_train_steps=4", "callbacks.recent.save_top_k=2"]
-    stopped = train_script(*overrides(mnist_dir, tmp_path), *step_checkpoints, *signal_at(6, signal.SIGTERM),
-                           check=False)
+    stopped = train_script(
+        *overrides(mnist_dir, tmp_path), *step_checkpoints, *signal_at(6, signal.SIGTERM), check=False
+    )
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
     assert "stopped by SIGTERM: checkpoint of step 7 saved" in stopped.stderr and "resume=" in stopped.stderr
     assert torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", weights_only=True)["global_step"] == 7
     assert not (tmp_path / "metrics.json").exists()  # stopped: not tested
 
-    killed = train_script(f"resume={tmp_path}", TRUST_HELPERS, "+callbacks.killer.step=22",
-                          f"+callbacks.killer.signum={int(signal.SIGKILL)}", check=False)
+    killed = train_script(
+        f"resume={tmp_path}",
+        TRUST_HELPERS,
+        "+callbacks.killer.step=22",
+        f"+callbacks.killer.signum={int(signal.SIGKILL)}",
+        check=False,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert resumed_from(tmp_path).endswith("interrupted.ckpt")
     step_files = sorted(p.name for p in (tmp_path / "checkpoints").glob("step*.ckpt"))
     assert step_files == ["step000016.ckpt", "step000020.ckpt"]  # every 4 steps, the newest 2 kept
 
     last_batch_of_epoch_2 = 2 * STEPS_PER_EPOCH - 1
-    stopped = train_script(f"resume={tmp_path}", TRUST_HELPERS, f"+callbacks.killer.step={last_batch_of_epoch_2}",
-                           f"+callbacks.killer.signum={int(signal.SIGINT)}", check=False)
+    stopped = train_script(
+        f"resume={tmp_path}",
+        TRUST_HELPERS,
+        f"+callbacks.killer.step={last_batch_of_epoch_2}",
+        f"+callbacks.killer.signum={int(signal.SIGINT)}",
+        check=False,
+    )
     assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr[-3000:]
     assert resumed_from(tmp_path).endswith("step000020.ckpt")
     saved = torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", weights_only=True)
@@ -122,8 +144,12 @@ class RecordBatches(Callback):
 
 def test_lightning_draws_a_new_batch_order_each_epoch(mnist_dir, tmp_path):
     """Lightning calls set_epoch on `.sampler` (not on `.batch_sampler`): every epoch must differ."""
-    train(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax", "trainer.max_epochs=2",
-                                                           f"+callbacks.recorder._target_={__name__}.RecordBatches"]))
+    train(
+        compose(
+            quick_overrides(mnist_dir, tmp_path)
+            + ["model=softmax", "trainer.max_epochs=2", f"+callbacks.recorder._target_={__name__}.RecordBatches"]
+        )
+    )
     first, second = RecordBatches.orders[0], RecordBatches.orders[1]
     assert len(first) == len(second) == STEPS_PER_EPOCH and first != second
     assert sorted(sum(first, [])) == sorted(sum(second, []))

@@ -1,8 +1,7 @@
 """Checkpoints load weights-only: a file crafted to run code when unpickled is refused, and runs nothing.
-And a checkpoint or saved run config is data: what it names to build is bounded (mnistlab.targets)."""
+And a checkpoint or saved run config is data: what it names to build is bounded (mnistlab.config.targets)."""
 
 import os
-import pickle
 import re
 import shutil
 import subprocess
@@ -13,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import CONF, ROOT, compose, quick_overrides, run_script
-from mnistlab.checkpoints import best_checkpoint, latest_checkpoint, load_checkpoint, load_classifier
-from mnistlab.errors import CheckpointError, UnsafeConfigError, UserError
-from mnistlab.targets import check_targets
-from mnistlab.train import train
+from omegaconf import OmegaConf
 from tool_config import compose_tool, train_run
+
+from mnistlab.config.targets import check_targets
+from mnistlab.errors import CheckpointError, UnsafeConfigError, UserError
+from mnistlab.runs.checkpoints import best_checkpoint, latest_checkpoint, load_checkpoint, load_classifier
+from mnistlab.training.train import train
 
 
 class CreatesMarker:
@@ -59,12 +58,14 @@ def test_malicious_checkpoint_is_refused_in_process(malicious):
 
 
 def test_export_and_predict_refuse_it(malicious):
-    from mnistlab.export import export
-    from mnistlab.predict import predict
+    from mnistlab.tools.export import export
+    from mnistlab.tools.predict import predict
 
     path, marker = malicious
-    for task, config in ((export, compose_tool("export", [f"ckpt_path={path}", "format=onnx"])),
-                         (predict, compose_tool("predict", [f"ckpt_path={path}", f"images={path}"]))):
+    for task, config in (
+        (export, compose_tool("export", [f"ckpt_path={path}", "format=onnx"])),
+        (predict, compose_tool("predict", [f"ckpt_path={path}", f"images={path}"])),
+    ):
         with pytest.raises(CheckpointError, match="refused"):
             task(config)
     assert not marker.exists()
@@ -93,8 +94,12 @@ def test_damaged_checkpoint_gets_a_clear_message(tmp_path):
 
 def test_best_is_what_train_tested_and_last_is_the_newest(mnist_dir, tmp_path):
     # the "best" by the highest val/loss: the first epoch's, so that it is not also the newest
-    metrics = train(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax", "trainer.max_epochs=3",
-                                                                    "callbacks.checkpoint.monitor=val/loss"]))
+    metrics = train(
+        compose(
+            quick_overrides(mnist_dir, tmp_path)
+            + ["model=softmax", "trainer.max_epochs=3", "callbacks.checkpoint.monitor=val/loss"]
+        )
+    )
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["epoch000-step000016.ckpt", "last.ckpt"]
     assert best_checkpoint(tmp_path).name == "epoch000-step000016.ckpt"
@@ -103,8 +108,9 @@ def test_best_is_what_train_tested_and_last_is_the_newest(mnist_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# A checkpoint (or a run's saved config) is data: what it names to build is bounded (mnistlab.targets).
+# A checkpoint (or a run's saved config) is data: what it names to build is bounded (mnistlab.config.targets).
 # The files below load cleanly with weights_only=True; only their hyperparameters name something else.
+
 
 class Bait:
     """What a refused file must leave alone: a file of the user's (must not change) and a path that
@@ -121,7 +127,8 @@ class Bait:
         (folder / f"{self.module}.py").write_text(
             f"from pathlib import Path\nPath({str(self.created)!r}).write_text('imported')\n"
             "from torch import nn\n\n\nclass Net(nn.Linear):\n    def __init__(self, **unused):\n"
-            "        super().__init__(784, 10)\n")
+            "        super().__init__(784, 10)\n"
+        )
 
     def assert_untouched(self):
         assert self.existing.read_bytes() == b"original\n", "a file of the user's was changed"
@@ -139,21 +146,40 @@ def load_second_file(bait, target="torch.load"):
 # name: (hyperparameters replaced in the checkpoint, what the one-line refusal names)
 PAYLOADS = {
     "open-w": (lambda b: {"model": open_for_writing(b)}, "builtins.open"),
-    "positional-args": (lambda b: {"model": {"_target_": "builtins.open", "_args_": [str(b.existing), "w"]}},
-                        "builtins.open"),
+    "positional-args": (
+        lambda b: {"model": {"_target_": "builtins.open", "_args_": [str(b.existing), "w"]}},
+        "builtins.open",
+    ),
     "os-system": (lambda b: {"model": {"_target_": "os.system", "_args_": [f"touch {b.created}"]}}, "os.system"),
     "torch-load": (lambda b: {"model": load_second_file(b)}, "torch.load"),
-    "nested": (lambda b: {"model": {"_target_": "mnistlab.models.mlp.MLP", "hidden": [open_for_writing(b)]}},
-               "model.hidden[0]._target_='builtins.open'"),
-    "attribute-chain": (lambda b: {"model": {"_target_": "mnistlab.models.mlp.nn.modules.module.torch.save",
-                                             "obj": "overwritten", "f": str(b.existing)}},
-                        "mnistlab.models.mlp.nn.modules.module.torch.save"),
-    "interpolation": (lambda b: {"model": {"_target_": "mnistlab.models.mlp.MLP", "hidden":
-                                           "${oc.create:{_target_: builtins.open, file: '%s', mode: w}}" % b.existing}},
-                      "${oc.create:"),
+    "nested": (
+        lambda b: {"model": {"_target_": "mnistlab.models.mlp.MLP", "hidden": [open_for_writing(b)]}},
+        "model.hidden[0]._target_='builtins.open'",
+    ),
+    "attribute-chain": (
+        lambda b: {
+            "model": {
+                "_target_": "mnistlab.models.mlp.nn.modules.module.torch.save",
+                "obj": "overwritten",
+                "f": str(b.existing),
+            }
+        },
+        "mnistlab.models.mlp.nn.modules.module.torch.save",
+    ),
+    "interpolation": (
+        lambda b: {
+            "model": {
+                "_target_": "mnistlab.models.mlp.MLP",
+                "hidden": "${oc.create:{_target_: builtins.open, file: '%s', mode: w}}" % b.existing,
+            }
+        },
+        "${oc.create:",
+    ),
     "import-time": (lambda b: {"model": {"_target_": f"{b.module}.Net"}}, "model._target_='bait_"),
-    "optimizer": (lambda b: {"optimizer": load_second_file(b, "torch.optim.adam.torch.load")},
-                  "optimizer._target_='torch.optim.adam.torch.load'"),
+    "optimizer": (
+        lambda b: {"optimizer": load_second_file(b, "torch.optim.adam.torch.load")},
+        "optimizer._target_='torch.optim.adam.torch.load'",
+    ),
     "scheduler": (lambda b: {"scheduler": open_for_writing(b)}, "scheduler._target_='builtins.open'"),
     "trusts-itself": (lambda b: {"trusted_modules": ["builtins"], "model": open_for_writing(b)}, "trusted_modules"),
 }
@@ -203,11 +229,26 @@ def test_load_classifier_refuses_what_a_checkpoint_may_not_build(payload, real_r
     assert "\n" not in message and message.startswith(str(path)) and named in message and "refused" in message
 
 
-@pytest.mark.parametrize("target", [
-    "builtins.open", "torch.load", "torch.optim.adam.torch.load", "mnistlab.models.mlp.nn.modules.module.torch.save",
-    "mnistlab.models.cnn.nn", "mnistlab.models.cnn.Sequence", "mnistlab.models.cnn", "mnistlab.schedulers.LambdaLR",
-    "mnistlab.schedulers.math", "torch.optim.lr_scheduler.LambdaLR", "lightning.pytorch.seed_everything",
-    "lightning.pytorch.callbacks.ModelCheckpoint.__init__", "mnistlab.models.mlp.MLP ", "MLP", 42])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "builtins.open",
+        "torch.load",
+        "torch.optim.adam.torch.load",
+        "mnistlab.models.mlp.nn.modules.module.torch.save",
+        "mnistlab.models.cnn.nn",
+        "mnistlab.models.cnn.Sequence",
+        "mnistlab.models.cnn",
+        "mnistlab.training.schedulers.LambdaLR",
+        "mnistlab.training.schedulers.math",
+        "torch.optim.lr_scheduler.LambdaLR",
+        "lightning.pytorch.seed_everything",
+        "lightning.pytorch.callbacks.ModelCheckpoint.__init__",
+        "mnistlab.models.mlp.MLP ",
+        "MLP",
+        42,
+    ],
+)
 def test_lookalike_targets_are_refused(target):
     """Exact module names, then the kind of object: no prefix or attribute chain gets through."""
     with pytest.raises(UnsafeConfigError, match="refused to build x._target_="):
@@ -216,8 +257,9 @@ def test_lookalike_targets_are_refused(target):
 
 def test_a_trusted_module_allows_only_what_it_defines(tmp_path, monkeypatch):
     module = f"mine_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text("import os\nfrom os import system\nfrom torch import nn\n\n\n"
-                                           "class Net(nn.Module):\n    pass\n")
+    (tmp_path / f"{module}.py").write_text(
+        "import os\nfrom os import system\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     check_targets({"model": {"_target_": f"{module}.Net"}}, [module])
     for target in (f"{module}.system", f"{module}.os.system", f"{module}.nn.Module"):  # imported there, not its own
@@ -245,8 +287,14 @@ def test_every_target_in_conf_is_allowed():
 def script(*args, env_path: Path = None, **env) -> subprocess.CompletedProcess:
     """python <args> in the project root, with this tree's src/ and `env_path` on PYTHONPATH."""
     extra = {"PYTHONPATH": os.pathsep.join(str(path) for path in (ROOT / "src", env_path) if path)}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **extra, **env})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **extra, **env},
+    )
 
 
 def assert_refused(result, *named):
@@ -259,21 +307,41 @@ def assert_refused(result, *named):
 # entry point: (payload in the checkpoints, payload in the saved config, command)
 ENTRY_POINTS = {
     "eval": ("open-w", None, lambda run, tmp, data: ["eval.py", f"ckpt_path={run}"]),
-    "eval-watch": ("nested", None, lambda run, tmp, data: ["eval.py", f"ckpt_path={run}", "watch=true",
-                                                           "watch.interval=0.1", "watch.timeout=30"]),
-    "predict": ("torch-load", None, lambda run, tmp, data: ["predict.py", f"ckpt_path={run}/checkpoints/last.ckpt",
-                                                            f"images={tmp}/digit.png"]),
+    "eval-watch": (
+        "nested",
+        None,
+        lambda run, tmp, data: ["eval.py", f"ckpt_path={run}", "watch=true", "watch.interval=0.1", "watch.timeout=30"],
+    ),
+    "predict": (
+        "torch-load",
+        None,
+        lambda run, tmp, data: ["predict.py", f"ckpt_path={run}/checkpoints/last.ckpt", f"images={tmp}/digit.png"],
+    ),
     "export": ("attribute-chain", None, lambda run, tmp, data: ["export.py", f"ckpt_path={run}/checkpoints/last.ckpt"]),
     # a checkpoint from elsewhere: trained on from this command line's config, its own is checked all the same
-    "train-standalone-ckpt": ("optimizer", None, lambda run, tmp, data: [
-        "train.py", f"ckpt_path={shutil.copy(run / 'checkpoints' / 'last.ckpt', tmp / 'downloaded.ckpt')}",
-        *quick_overrides(data, tmp / "new-run"), "model=softmax", "trainer.max_epochs=2",
-        f"hydra.run.dir={tmp}/new-run"]),
+    "train-standalone-ckpt": (
+        "optimizer",
+        None,
+        lambda run, tmp, data: [
+            "train.py",
+            f"ckpt_path={shutil.copy(run / 'checkpoints' / 'last.ckpt', tmp / 'downloaded.ckpt')}",
+            *quick_overrides(data, tmp / "new-run"),
+            "model=softmax",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={tmp}/new-run",
+        ],
+    ),
     # a checkpoint in its run directory, and resume=: the run's saved config is what gets built
-    "train-ckpt-in-run": (None, {"scheduler": "open-w"}, lambda run, tmp, data: [
-        "train.py", f"ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=2"]),
-    "train-resume": (None, {"callbacks.evil": "torch-load"}, lambda run, tmp, data: [
-        "train.py", f"resume={run}", "trainer.max_epochs=2"]),
+    "train-ckpt-in-run": (
+        None,
+        {"scheduler": "open-w"},
+        lambda run, tmp, data: ["train.py", f"ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=2"],
+    ),
+    "train-resume": (
+        None,
+        {"callbacks.evil": "torch-load"},
+        lambda run, tmp, data: ["train.py", f"resume={run}", "trainer.max_epochs=2"],
+    ),
 }
 
 
@@ -301,11 +369,13 @@ def test_a_trusted_module_is_built_only_when_this_command_line_trusts_it(mnist_d
         "import os\nfrom pathlib import Path\nfrom torch import nn\n\n"
         "if os.environ.get('IMPORTED_MARKER'):\n    Path(os.environ['IMPORTED_MARKER']).write_text('imported')\n\n\n"
         "class Net(nn.Sequential):\n    def __init__(self, num_classes=10, **unused):\n"
-        "        super().__init__(nn.Flatten(), nn.Linear(784, num_classes))\n")
+        "        super().__init__(nn.Flatten(), nn.Linear(784, num_classes))\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     run = tmp_path / "run"
-    train_run(mnist_dir, run, ["model=mlp", f"model._target_={module}.Net", f"trusted_modules=[{module}]",
-                               "report=false"])
+    train_run(
+        mnist_dir, run, ["model=mlp", f"model._target_={module}.Net", f"trusted_modules=[{module}]", "report=false"]
+    )
     checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert checkpoint["hyper_parameters"]["model"]["_target_"] == f"{module}.Net"
     assert "trusted_modules" not in checkpoint["hyper_parameters"]  # the trust is never saved with the weights
@@ -316,13 +386,20 @@ def test_a_trusted_module_is_built_only_when_this_command_line_trusts_it(mnist_d
     marker = tmp_path / "imported"
     refused = script("eval.py", f"ckpt_path={run}", env_path=tmp_path, IMPORTED_MARKER=str(marker))
     assert_refused(refused, str(run / "checkpoints"), f"{module}.Net")
-    resumed = script("train.py", f"resume={run}", "trainer.max_epochs=2", env_path=tmp_path,
-                     IMPORTED_MARKER=str(marker))  # the saved config trusts it: that does not count
+    resumed = script(
+        "train.py", f"resume={run}", "trainer.max_epochs=2", env_path=tmp_path, IMPORTED_MARKER=str(marker)
+    )  # the saved config trusts it: that does not count
     assert_refused(resumed, str(run / ".hydra" / "config.yaml"), f"{module}.Net")
     assert not marker.exists()  # never imported
 
-    resumed = script("train.py", f"resume={run}", "trainer.max_epochs=2", f"trusted_modules=[{module}]",
-                     env_path=tmp_path, IMPORTED_MARKER=str(marker))
+    resumed = script(
+        "train.py",
+        f"resume={run}",
+        "trainer.max_epochs=2",
+        f"trusted_modules=[{module}]",
+        env_path=tmp_path,
+        IMPORTED_MARKER=str(marker),
+    )
     assert resumed.returncode == 0 and "test/acc" in resumed.stdout, resumed.stderr[-3000:]
     assert marker.exists()  # the control: the marker does show an import
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 1  # trained on
@@ -332,16 +409,18 @@ def test_resume_state_sets_only_declared_metric_states():
     """The checkpoint names the metrics and states to restore: nothing else of the model may be set."""
     from torchmetrics.classification import MulticlassAccuracy
 
-    from mnistlab.resume_state import ResumeState
+    from mnistlab.training.running_sums import ResumeState
 
     module = torch.nn.Module()
     module.acc = MulticlassAccuracy(10, average="micro")
     trainer = types.SimpleNamespace(ckpt_path="x.ckpt", train_dataloader=None)
     saved = {"torch_rng": torch.get_rng_state(), "cuda_rng": [], "batches": None}
     declared = next(iter(module.acc._defaults))
-    for metrics in ({"nowhere": {"state": {}, "updates": 1}},  # not a module of the model: no KeyError
-                    {"acc": {"state": {"update": torch.zeros(1)}, "updates": 1}},  # a method, not a state
-                    {"acc": {"state": {declared: "text"}, "updates": 1}}):
+    for metrics in (
+        {"nowhere": {"state": {}, "updates": 1}},  # not a module of the model: no KeyError
+        {"acc": {"state": {"update": torch.zeros(1)}, "updates": 1}},  # a method, not a state
+        {"acc": {"state": {declared: "text"}, "updates": 1}},
+    ):
         callback = ResumeState()
         callback.loaded = {**saved, "metrics": metrics}
         with pytest.raises(CheckpointError, match="x.ckpt: its resume_state names .* not a metric state"):

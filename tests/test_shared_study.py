@@ -9,7 +9,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import ROOT, quick_overrides
 
 N_TRIALS = 4
@@ -17,11 +16,20 @@ POSTGRES_URL = os.environ.get("MNISTLAB_TEST_POSTGRES_URL")  # .ci/run starts a 
 
 
 def sweep_command(data_dir, storage: str, study: str, sweep_dir) -> list:
-    return [sys.executable, "train.py", "-m", "hydra/sweeper=mnistlab_optuna", "hydra.sweeper.sampler.seed=0",
-            f"hydra.sweeper.n_trials={N_TRIALS}", f"hydra.sweeper.storage={storage}",
-            f"hydra.sweeper.study_name={study}", "model=softmax", "optimizer.lr=tag(log, interval(1e-3, 1e-1))",
-            *[o for o in quick_overrides(data_dir, sweep_dir) if not o.startswith("paths.")],
-            f"hydra.sweep.dir={sweep_dir}"]
+    return [
+        sys.executable,
+        "train.py",
+        "-m",
+        "hydra/sweeper=mnistlab_optuna",
+        "hydra.sweeper.sampler.seed=0",
+        f"hydra.sweeper.n_trials={N_TRIALS}",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={study}",
+        "model=softmax",
+        "optimizer.lr=tag(log, interval(1e-3, 1e-1))",
+        *[o for o in quick_overrides(data_dir, sweep_dir) if not o.startswith("paths.")],
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
 
 
 def start(command: list) -> subprocess.Popen:
@@ -47,7 +55,7 @@ def finish(sweep: subprocess.Popen, earlier: list = ()) -> str:
 def load_study(storage: str, name: str):
     import optuna
 
-    from mnistlab.study_storage import open_storage
+    from mnistlab.sweeps.study_storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage))
 

@@ -8,13 +8,13 @@ import shutil
 import lightning as L
 import pytest
 import torch
+from conftest import compose, quick_overrides
 from lightning.pytorch.profilers import SimpleProfiler
 
-from conftest import compose, quick_overrides
-from mnistlab.profiler import NoProfiler
-from mnistlab.progress import ProgressBar
-from mnistlab.speedups import apply_speedups
-from mnistlab.train import build, build_classifier, train
+from mnistlab.callbacks.progress import ProgressBar
+from mnistlab.perf.profiler import NoProfiler
+from mnistlab.perf.speedups import apply_speedups
+from mnistlab.training.train import build, build_classifier, train
 
 SMALL_CNN = ["model=cnn", "model.channels=[4,8]", "model.fc_size=32"]
 SMALL_LSTM = ["model=lstm", "model.hidden_size=16"]
@@ -30,11 +30,16 @@ def test_epoch_metrics_cover_every_step_whatever_the_logging_interval(mnist_dir,
     runs = {}
     for every in (1, 4):
         run_dir = tmp_path / str(every)
-        overrides = quick_overrides(mnist_dir, run_dir) + ["model=softmax", "seed=3", "trainer.max_epochs=2",
-                                                           f"trainer.log_every_n_steps={every}"]
+        overrides = quick_overrides(mnist_dir, run_dir) + [
+            "model=softmax",
+            "seed=3",
+            "trainer.max_epochs=2",
+            f"trainer.log_every_n_steps={every}",
+        ]
         runs[every] = train(compose(overrides))
-        assert [step for step, _ in metric_rows(run_dir, "train/loss_step")] == \
-            [step for step in range(32) if (step + 1) % every == 0]  # 16 batches an epoch
+        assert [step for step, _ in metric_rows(run_dir, "train/loss_step")] == [
+            step for step in range(32) if (step + 1) % every == 0
+        ]  # 16 batches an epoch
     for key in ("train/loss_epoch", "train/acc_epoch", "train/loss", "train/acc", "test/acc"):
         assert runs[1][key] == runs[4][key], key
 
@@ -52,7 +57,7 @@ def test_progress_bar_redraws_at_most_ten_times_a_second_and_can_be_turned_off(m
     bar = trainer.progress_bar_callback
     assert isinstance(bar, ProgressBar) and bar.refresh_seconds == 0.1
     clock = iter([100.0, 100.05, 100.09, 100.11, 100.12, 100.30])
-    monkeypatch.setattr("mnistlab.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("mnistlab.callbacks.progress.time.monotonic", lambda: next(clock))
     # steps 1-6 of 50 at those times: drawn at once, not within 0.1 s of that (unless last), then again
     assert [bar._should_update(n, 50 if n != 5 else 5) for n in range(1, 7)] == [True, False, False, True, True, True]
     _, _, trainer = build(compose(overrides + ["+trainer.enable_progress_bar=false"]))
@@ -103,15 +108,20 @@ def test_compile_keeps_the_checkpoint_names(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
-                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("clang++") is None, reason="torch.compile on CPU needs a C++ compiler"
+)
 def test_compiled_training_learns(mnist_dir, tmp_path):
-    metrics = train(compose(quick_overrides(mnist_dir, tmp_path) + ["model=mlp", "model.hidden=[32]",
-                                                                    "optimizer.lr=1e-2", "compile=true",
-                                                                    "trainer.max_epochs=3"]))
+    metrics = train(
+        compose(
+            quick_overrides(mnist_dir, tmp_path)
+            + ["model=mlp", "model.hidden=[32]", "optimizer.lr=1e-2", "compile=true", "trainer.max_epochs=3"]
+        )
+    )
     assert metrics["test/acc"] > 0.5
-    assert "net.1.layers.1.weight" in torch.load(tmp_path / "checkpoints" / "last.ckpt",
-                                                 weights_only=True)["state_dict"]
+    assert (
+        "net.1.layers.1.weight" in torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    )
 
 
 class InferenceModeProbe(L.Callback):
@@ -127,8 +137,11 @@ class InferenceModeProbe(L.Callback):
 
 @pytest.mark.parametrize("model", [SMALL_CNN, SMALL_LSTM], ids=["cnn", "lstm"])
 def test_bf16_mixed_trains_and_evaluates_under_inference_mode(model, mnist_dir, tmp_path):
-    cfg = compose(quick_overrides(mnist_dir, tmp_path) + model + ["trainer.precision=bf16-mixed",
-                                                                   "optimizer.lr=1e-2", "trainer.max_epochs=2"])
+    cfg = compose(
+        quick_overrides(mnist_dir, tmp_path)
+        + model
+        + ["trainer.precision=bf16-mixed", "optimizer.lr=1e-2", "trainer.max_epochs=2"]
+    )
     datamodule, classifier, trainer = build(cfg)
     evaluate = classifier.evaluate
 
@@ -149,7 +162,7 @@ def test_bf16_mixed_trains_and_evaluates_under_inference_mode(model, mnist_dir, 
 
 @pytest.mark.parametrize("gpu", [False, True])
 def test_cheap_cuda_checks_drop_the_nvml_check_only_without_a_gpu(gpu, monkeypatch):
-    from mnistlab.speedups import cheap_cuda_checks
+    from mnistlab.perf.speedups import cheap_cuda_checks
 
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` sets it
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
@@ -160,9 +173,9 @@ def test_cheap_cuda_checks_drop_the_nvml_check_only_without_a_gpu(gpu, monkeypat
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")  # resumed into a new run directory, on purpose
 def test_epoch_sums_group_the_same_steps_in_a_run_resumed_in_mid_epoch(mnist_dir, tmp_path, monkeypatch):
     """The steps' losses are added up every SUM_EVERY steps; a mid-epoch checkpoint keeps those not yet added."""
-    import mnistlab.classifier
+    import mnistlab.training.classifier
 
-    monkeypatch.setattr(mnistlab.classifier, "SUM_EVERY", 3)
+    monkeypatch.setattr(mnistlab.training.classifier, "SUM_EVERY", 3)
     base = [o for o in quick_overrides(mnist_dir, tmp_path) if not o.startswith("paths.")]
     base += ["model=softmax", "seed=3", "callbacks.checkpoint.every_n_train_steps=5", "callbacks.recent.save_top_k=-1"]
     epoch_metrics = ("train/loss_epoch", "train/acc_epoch")

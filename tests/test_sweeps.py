@@ -2,14 +2,13 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import yaml
-
 from conftest import CONF, ROOT, quick_overrides, run_script, stand_in_slurm
+
 from mnistlab.errors import ConfigError
 
 MLP = ["model=mlp", "model.hidden=[16]"]
@@ -18,7 +17,8 @@ MLP = ["model=mlp", "model.hidden=[16]"]
 def sweep_overrides(mnist_dir, sweep_dir) -> list:
     """Small runs on the synthetic data, each job in <sweep_dir>/<job number>."""
     return [o for o in quick_overrides(mnist_dir, sweep_dir) if not o.startswith("paths.")] + [
-        f"hydra.sweep.dir={sweep_dir}"]
+        f"hydra.sweep.dir={sweep_dir}"
+    ]
 
 
 def read_summary(sweep_dir) -> list:
@@ -34,10 +34,19 @@ def load_study(sweep_dir, name="mnistlab"):
 
 def test_grid_sweep_records_a_diverging_job_and_runs_the_rest(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", *MLP, "optimizer=glob(s*)",
-                        "optimizer.lr=choice(0.2, 1e20, 0.05)", "seed=range(0, 1)", *sweep_overrides(mnist_dir, sweep))
+    result = run_script(
+        "train.py",
+        "-m",
+        *MLP,
+        "optimizer=glob(s*)",
+        "optimizer.lr=choice(0.2, 1e20, 0.05)",
+        "seed=range(0, 1)",
+        *sweep_overrides(mnist_dir, sweep),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "[sweep] job 1 failed: TrainingDiverged: training diverged: the loss became nan between steps" in result.stdout
+    assert (
+        "[sweep] job 1 failed: TrainingDiverged: training diverged: the loss became nan between steps" in result.stdout
+    )
     rows = read_summary(sweep)
     assert [(r["job"], r["status"], r["optimizer.lr"]) for r in rows][-1] == ("1", "failed", "1e+20")
     assert {r["job"] for r in rows[:2]} == {"0", "2"} and all(r["status"] == "ok" for r in rows[:2])
@@ -52,21 +61,37 @@ def test_grid_sweep_records_a_diverging_job_and_runs_the_rest(mnist_dir, tmp_pat
 
 
 def test_a_single_diverging_run_stops_with_one_line(mnist_dir, tmp_path):
-    result = run_script("train.py", *MLP, "optimizer=sgd", "optimizer.lr=1e20", *quick_overrides(mnist_dir, tmp_path),
-                        f"hydra.run.dir={tmp_path}")
+    result = run_script(
+        "train.py",
+        *MLP,
+        "optimizer=sgd",
+        "optimizer.lr=1e20",
+        *quick_overrides(mnist_dir, tmp_path),
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged: the loss became nan between steps")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: training diverged: the loss became nan between steps")
+    )
     assert "Traceback" not in result.stderr
 
 
 def test_grid_failure_cap_stops_the_sweep(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", *MLP, "model.dropout=1.5,1.6,0.0", "hydra.sweeper.max_batch_size=1",
-                        "hydra.sweeper.max_failure_rate=0.3", *sweep_overrides(mnist_dir, sweep))
+    result = run_script(
+        "train.py",
+        "-m",
+        *MLP,
+        "model.dropout=1.5,1.6,0.0",
+        "hydra.sweeper.max_batch_size=1",
+        "hydra.sweeper.max_failure_rate=0.3",
+        *sweep_overrides(mnist_dir, sweep),
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: sweep stopped: 1 of 3 jobs failed, more than max_failure_rate=0.3 allows; "
-        "last error: ConfigError: model.dropout must be in [0, 1), got 1.5")
+        "last error: ConfigError: model.dropout must be in [0, 1), got 1.5"
+    )
     assert not (sweep / "1").exists()  # stopped after the first batch ...
     assert [r["status"] for r in read_summary(sweep)] == ["failed"]  # ... and still summarised
 
@@ -76,15 +101,25 @@ def test_optuna_study_continues_without_rerunning_finished_trials(mnist_dir, tmp
     from optuna.trial import TrialState
 
     sweep = tmp_path / "sweep"
-    command = ["train.py", "-m", "hydra/sweeper=mnistlab_optuna", "hydra.sweeper.sampler.seed=0", "model=softmax",
-               "optimizer.lr=tag(log, interval(1e-3, 1e-1))", *sweep_overrides(mnist_dir, sweep)]
+    command = [
+        "train.py",
+        "-m",
+        "hydra/sweeper=mnistlab_optuna",
+        "hydra.sweeper.sampler.seed=0",
+        "model=softmax",
+        "optimizer.lr=tag(log, interval(1e-3, 1e-1))",
+        *sweep_overrides(mnist_dir, sweep),
+    ]
     first = run_script(*command, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]
     best = yaml.safe_load((sweep / "best_params.yaml").read_text())
     study = load_study(sweep)
     assert best["trials"] == {"complete": 2, "pruned": 0, "failed": 0}
-    assert best["best_value"] == study.best_value == json.loads(
-        (sweep / str(study.best_trial.number) / "metrics.json").read_text())["val/acc"]  # validation, not test
+    assert (
+        best["best_value"]
+        == study.best_value
+        == json.loads((sweep / str(study.best_trial.number) / "metrics.json").read_text())["val/acc"]
+    )  # validation, not test
     assert 1e-3 <= best["best_params"]["optimizer.lr"] <= 1e-1
     assert f"optimizer.lr={best['best_params']['optimizer.lr']}" in best["command"]
 
@@ -114,14 +149,24 @@ def test_optuna_study_continues_without_rerunning_finished_trials(mnist_dir, tmp
 def test_optuna_pruning_with_parallel_jobs(mnist_dir, tmp_path):
     from optuna.trial import TrialState
 
-    from mnistlab.parallel import cpu_count
+    from mnistlab.sweeps.parallel import cpu_count
 
     sweep = tmp_path / "sweep"
     pruner = "hydra.sweeper.pruner={_target_: optuna.pruners.ThresholdPruner, lower: 1.01}"  # prunes every trial
-    result = run_script("train.py", "-m", "hydra/sweeper=mnistlab_optuna", "hydra/launcher=joblib",
-                        "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=2", pruner, "model=softmax",
-                        "optimizer.lr=tag(log, interval(1e-3, 1e-1))", "trainer.max_epochs=2",
-                        *sweep_overrides(mnist_dir, sweep), "threads=null")
+    result = run_script(
+        "train.py",
+        "-m",
+        "hydra/sweeper=mnistlab_optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        pruner,
+        "model=softmax",
+        "optimizer.lr=tag(log, interval(1e-3, 1e-1))",
+        "trainer.max_epochs=2",
+        *sweep_overrides(mnist_dir, sweep),
+        "threads=null",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [t.state for t in load_study(sweep).trials] == [TrialState.PRUNED] * 2
     assert [t.intermediate_values.keys() for t in load_study(sweep).trials] == [{0}, {0}]  # the first validation
@@ -136,27 +181,47 @@ def test_optuna_pruning_with_parallel_jobs(mnist_dir, tmp_path):
 
 def test_optuna_failure_cap_and_test_metric_refused(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    common = ["train.py", "-m", "hydra/sweeper=mnistlab_optuna", *MLP, "model.dropout=interval(1.0, 2.0)",
-              *sweep_overrides(mnist_dir, sweep)]
+    common = [
+        "train.py",
+        "-m",
+        "hydra/sweeper=mnistlab_optuna",
+        *MLP,
+        "model.dropout=interval(1.0, 2.0)",
+        *sweep_overrides(mnist_dir, sweep),
+    ]
     result = run_script(*common, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: sweep stopped: 2 of 4 trials failed, more than max_failure_rate=0.25 allows; last error: "
-        "ConfigError: model.dropout must be in [0, 1)")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: sweep stopped: 2 of 4 trials failed, more than max_failure_rate=0.25 allows; last error: "
+            "ConfigError: model.dropout must be in [0, 1)"
+        )
+    )
     assert [t.user_attrs["error"][:41] for t in load_study(sweep).trials] == [
-        "ConfigError: model.dropout must be in [0,"] * 2
+        "ConfigError: model.dropout must be in [0,"
+    ] * 2
     assert [r["status"] for r in read_summary(sweep)] == ["failed", "failed"]
 
     test_metric = run_script(*common, "hydra.sweeper.metric=test/acc", f"hydra.sweep.dir={tmp_path}/other")
     assert test_metric.returncode == 2
     assert test_metric.stderr.strip() == (
-        "error: hydra.sweeper.metric=test/acc would tune on the test set: use a val/ metric")
+        "error: hydra.sweeper.metric=test/acc would tune on the test set: use a val/ metric"
+    )
 
 
 def test_submitit_local_launcher_runs_a_two_job_sweep(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
-                        "model=softmax", "optimizer.lr=0.01,0.1", *sweep_overrides(mnist_dir, sweep))
+    result = run_script(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "model=softmax",
+        "optimizer.lr=0.01,0.1",
+        *sweep_overrides(mnist_dir, sweep),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (sweep / ".submitit").is_dir()
     rows = read_summary(sweep)
@@ -167,19 +232,41 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(mnist_dir, tmp_path):
 def test_slurm_launcher_config_becomes_the_sbatch_script(tmp_path):
     """No cluster here: stand-ins for srun and sbatch; sbatch keeps the script it is given and refuses it."""
     env, script = stand_in_slurm(tmp_path)
-    subprocess.run([sys.executable, "train.py", "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                    "hydra.launcher.timeout_min=30", "hydra.launcher.array_parallelism=1", "model=softmax",
-                    "optimizer.lr=0.01,0.1", f"hydra.sweep.dir={tmp_path}/sweep"],
-                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "hydra/launcher=slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=30",
+            "hydra.launcher.array_parallelism=1",
+            "model=softmax",
+            "optimizer.lr=0.01,0.1",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = set(script.read_text().splitlines())
-    assert {"#SBATCH --partition=gpu", "#SBATCH --time=30", "#SBATCH --gpus-per-node=1", "#SBATCH --array=0-1%1",
-            "#SBATCH --cpus-per-task=8", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1"} <= lines
+    assert {
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=30",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --array=0-1%1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=1",
+    } <= lines
 
 
 def compose_with_hydra(overrides: list):
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.schema import register_schemas
+    from mnistlab.config.train import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -191,8 +278,10 @@ def test_hydra_discovers_both_sweepers():
     from hydra.plugins.sweeper import Sweeper
 
     names = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
-    assert {"hydra_plugins.mnistlab_sweepers.grid_sweeper.GridSweeper",
-            "hydra_plugins.mnistlab_sweepers.optuna_sweeper.OptunaSweeper"} <= names
+    assert {
+        "hydra_plugins.mnistlab_sweepers.grid_sweeper.GridSweeper",
+        "hydra_plugins.mnistlab_sweepers.optuna_sweeper.OptunaSweeper",
+    } <= names
 
 
 @pytest.mark.parametrize("search", ["cnn_optuna", "lstm_optuna"])
@@ -220,22 +309,40 @@ def test_sweep_overrides_become_optuna_distributions():
 
     from hydra_plugins.mnistlab_sweepers._search_space import as_overrides, split
 
-    space, fixed = split(["a=range(64, 257, 64)", "b=interval(0, 10)", "c=tag(log, interval(1e-4, 1))",
-                          "d=choice([16], [32, 32])", "e=range(0.0, 1.0, 0.25)", "f=3", "f=choice(1, 2)",
-                          "g=x"], None)
-    assert space == {"a": IntDistribution(64, 256, step=64), "b": FloatDistribution(0.0, 10.0),
-                     "c": FloatDistribution(1e-4, 1.0, log=True),
-                     "d": CategoricalDistribution(["[16]", "[32,32]"]),
-                     "e": FloatDistribution(0.0, 0.75, step=0.25), "f": CategoricalDistribution([1, 2])}
+    space, fixed = split(
+        [
+            "a=range(64, 257, 64)",
+            "b=interval(0, 10)",
+            "c=tag(log, interval(1e-4, 1))",
+            "d=choice([16], [32, 32])",
+            "e=range(0.0, 1.0, 0.25)",
+            "f=3",
+            "f=choice(1, 2)",
+            "g=x",
+        ],
+        None,
+    )
+    assert space == {
+        "a": IntDistribution(64, 256, step=64),
+        "b": FloatDistribution(0.0, 10.0),
+        "c": FloatDistribution(1e-4, 1.0, log=True),
+        "d": CategoricalDistribution(["[16]", "[32,32]"]),
+        "e": FloatDistribution(0.0, 0.75, step=0.25),
+        "f": CategoricalDistribution([1, 2]),
+    }
     assert fixed == ["g=x"]  # f: the later override wins
     assert as_overrides({"d": "[32,32]", "c": 0.001, "a": 128, "h": True}) == [
-        "d=[32,32]", "c=0.001", "a=128", "h=True"]
+        "d=[32,32]",
+        "c=0.001",
+        "a=128",
+        "h=True",
+    ]
     with pytest.raises(ConfigError, match="c=tag"):
         split(["c=tag(log, interval(0.0, 1.0))"], None)
 
 
 def test_threads_are_shared_between_parallel_jobs():
-    from mnistlab.parallel import jobs_at_once, threads_per_job
+    from mnistlab.sweeps.parallel import jobs_at_once, threads_per_job
 
     assert threads_per_job({"_target_": "BasicLauncher"}, cores=8) is None  # one job at a time: torch's default
     assert threads_per_job({"n_jobs": 2}, cores=2) == 1
@@ -268,25 +375,59 @@ def write_job(sweep_dir, name, overrides, status, metrics=None, error=None, seco
 
 
 def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
-    from mnistlab.summary import main
+    from mnistlab.sweeps.summary import main
 
     sweep = tmp_path / "sweep"
     pruning = "+callbacks.optuna_pruning={_target_:x,trial_id:%d}"
-    write_job(sweep, "0", ["model=cnn", "optimizer.lr=0.001", "seed=1", pruning % 0], "ok",
-              {"val/acc": 0.95, "test/acc": 0.94})
-    write_job(sweep, "1", ["model=lstm", "optimizer.lr=0.001", "seed=1", pruning % 1], "failed",
-              error="TrainingDiverged: training diverged")
-    write_job(sweep, "2", ["model=cnn", "optimizer.lr=0.0003", "seed=1", pruning % 2], "ok",
-              {"val/acc": 0.97, "test/acc": 0.96})
-    write_job(sweep, "10", ["model=lstm", "optimizer.lr=0.0003", "seed=1", pruning % 10], "pruned",
-              error="TrialPruned: pruned after validation 1: val/acc 0.2")
+    write_job(
+        sweep,
+        "0",
+        ["model=cnn", "optimizer.lr=0.001", "seed=1", pruning % 0],
+        "ok",
+        {"val/acc": 0.95, "test/acc": 0.94},
+    )
+    write_job(
+        sweep,
+        "1",
+        ["model=lstm", "optimizer.lr=0.001", "seed=1", pruning % 1],
+        "failed",
+        error="TrainingDiverged: training diverged",
+    )
+    write_job(
+        sweep,
+        "2",
+        ["model=cnn", "optimizer.lr=0.0003", "seed=1", pruning % 2],
+        "ok",
+        {"val/acc": 0.97, "test/acc": 0.96},
+    )
+    write_job(
+        sweep,
+        "10",
+        ["model=lstm", "optimizer.lr=0.0003", "seed=1", pruning % 10],
+        "pruned",
+        error="TrialPruned: pruned after validation 1: val/acc 0.2",
+    )
     write_job(sweep, "3", ["model=lstm", "optimizer.lr=0.01", "seed=1", pruning % 3], "unfinished")
     main([str(sweep)])
     rows = read_summary(sweep)
     assert [(r["job"], r["status"]) for r in rows] == [
-        ("2", "ok"), ("0", "ok"), ("10", "pruned"), ("1", "failed"), ("3", "unfinished")]
-    assert list(rows[0]) == ["job", "status", "model", "optimizer.lr", "val/acc", "test/acc", "time (s)", "error",
-                             "overrides"]
+        ("2", "ok"),
+        ("0", "ok"),
+        ("10", "pruned"),
+        ("1", "failed"),
+        ("3", "unfinished"),
+    ]
+    assert list(rows[0]) == [
+        "job",
+        "status",
+        "model",
+        "optimizer.lr",
+        "val/acc",
+        "test/acc",
+        "time (s)",
+        "error",
+        "overrides",
+    ]
     assert rows[0]["val/acc"] == "0.9700" and rows[3]["error"] == "TrainingDiverged: training diverged"
     printed = capsys.readouterr().out
     assert "5 jobs (2 ok, 1 pruned, 1 failed, 1 unfinished), sorted by val/acc, highest first" in printed
@@ -298,7 +439,7 @@ def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
     main([str(sweep), "--metric", "test/acc", "--direction", "minimize"])
     assert [r["job"] for r in read_summary(sweep)][:2] == ["0", "2"]
 
-    monkeypatch.setattr("mnistlab.summary.CONSOLE_ROWS", 2)  # a long sweep: the console gets the best rows
+    monkeypatch.setattr("mnistlab.sweeps.summary.CONSOLE_ROWS", 2)  # a long sweep: the console gets the best rows
     capsys.readouterr()
     main([str(sweep)])
     printed = capsys.readouterr().out
@@ -307,6 +448,9 @@ def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
 
 
 def test_summary_of_a_folder_without_jobs_is_one_line(tmp_path):
-    result = run_script("-m", "mnistlab.summary", str(tmp_path))
+    result = run_script("-m", "mnistlab.sweeps.summary", str(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {tmp_path} holds no sweep jobs (no <job>/.hydra/overrides.yaml or <job>/job.json)"
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path} holds no sweep jobs (no <job>/.hydra/overrides.yaml or <job>/job.json)"
+    )

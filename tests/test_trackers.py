@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import compose
 from tool_config import train_run
 
@@ -17,11 +16,21 @@ def test_mlflow_keeps_the_runs_metrics_in_a_local_store(mnist_dir, tmp_path):
     from mlflow.tracking import MlflowClient
 
     default = compose(["logger=mlflow"]).logger
-    assert default.mlflow.tracking_uri.startswith("sqlite:///outputs/") and "csv" in default and "tensorboard" in default
+    assert (
+        default.mlflow.tracking_uri.startswith("sqlite:///outputs/") and "csv" in default and "tensorboard" in default
+    )
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     run_dir = tmp_path / "run"
-    metrics = train_run(mnist_dir, run_dir, RUN + ["logger=mlflow", f"logger.mlflow.tracking_uri='{uri}'",
-                                                   f"logger.mlflow.artifact_location={tmp_path / 'artifacts'}"])
+    metrics = train_run(
+        mnist_dir,
+        run_dir,
+        RUN
+        + [
+            "logger=mlflow",
+            f"logger.mlflow.tracking_uri='{uri}'",
+            f"logger.mlflow.artifact_location={tmp_path / 'artifacts'}",
+        ],
+    )
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])
     assert run.data.tags["run_dir"] == str(run_dir)
@@ -35,22 +44,34 @@ def test_mlflow_keeps_the_runs_metrics_in_a_local_store(mnist_dir, tmp_path):
 
 def wandb_history(run_file) -> list:
     """The history rows of an offline run, read by wandb's own reader of its .wandb files."""
-    read = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
-                          capture_output=True, text=True, timeout=120, check=True)
+    read = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     records = [json.loads(line) for line in read.stdout.splitlines() if line.startswith("{")]
     return [record["history"]["item"] for record in records if record["type"] == "history"]
 
 
 def test_wandb_writes_each_run_offline(mnist_dir, tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb", reason="logger=wandb needs wandb: pip install 'mnistlab[trackers]'")
-    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": tmp_path / "config",
-                        "WANDB_CACHE_DIR": tmp_path / "cache", "WANDB_DATA_DIR": tmp_path / "data"}.items():
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": tmp_path / "config",
+        "WANDB_CACHE_DIR": tmp_path / "cache",
+        "WANDB_DATA_DIR": tmp_path / "data",
+    }.items():
         monkeypatch.setenv(name, str(value))  # no network, nothing written outside tmp_path
     assert compose(["logger=wandb"]).logger.wandb.offline is True
     metrics = {}
     try:
         for name, epochs in (("a", 2), ("b", 1)):  # two runs in one process, as a sweep's jobs: two W&B runs
-            metrics[name] = train_run(mnist_dir, tmp_path / name, RUN + ["logger=wandb", f"trainer.max_epochs={epochs}"])
+            metrics[name] = train_run(
+                mnist_dir, tmp_path / name, RUN + ["logger=wandb", f"trainer.max_epochs={epochs}"]
+            )
     finally:
         wandb.finish()  # writes out the open run (a process does so when it exits)
     for name, epochs in (("a", 2), ("b", 1)):

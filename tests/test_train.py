@@ -2,9 +2,9 @@ import csv
 
 import pytest
 import torch
-
 from conftest import compose, quick_overrides
-from mnistlab.train import train
+
+from mnistlab.training.train import train
 
 SMALL = {
     "softmax": [],
@@ -24,10 +24,18 @@ def step_losses(run_dir):
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("model", list(SMALL))
 def test_every_model_and_optimizer_learns(model, optimizer, mnist_dir, tmp_path):
-    cfg = compose(quick_overrides(mnist_dir, tmp_path) + [f"model={model}", f"optimizer={optimizer}",
-                                                           *LEARNING_RATE[optimizer].split(), "scheduler=none",
-                                                           "trainer.max_epochs=3"]
-                  + SMALL[model] + SLOW_LEARNERS.get((model, optimizer), []))
+    cfg = compose(
+        quick_overrides(mnist_dir, tmp_path)
+        + [
+            f"model={model}",
+            f"optimizer={optimizer}",
+            *LEARNING_RATE[optimizer].split(),
+            "scheduler=none",
+            "trainer.max_epochs=3",
+        ]
+        + SMALL[model]
+        + SLOW_LEARNERS.get((model, optimizer), [])
+    )
     metrics = train(cfg)
     losses = step_losses(tmp_path)
     assert len(losses) == 3 * 16  # 500 training images in batches of 32, logged every step
@@ -47,9 +55,17 @@ def test_same_seed_gives_identical_metrics(mnist_dir, tmp_path):
 
 def test_sgd_with_exponential_decay_l2_and_ema(mnist_dir, tmp_path):
     overrides = quick_overrides(mnist_dir, tmp_path) + [
-        "model=mlp", "model.hidden=[64]", "model.l2=1e-4", "model.init=trunc_normal", "optimizer=sgd",
-        "optimizer.lr=0.5", "scheduler=exponential", "scheduler.rate=0.5", "ema.enabled=true",
-        "trainer.max_epochs=2"]
+        "model=mlp",
+        "model.hidden=[64]",
+        "model.l2=1e-4",
+        "model.init=trunc_normal",
+        "optimizer=sgd",
+        "optimizer.lr=0.5",
+        "scheduler=exponential",
+        "scheduler.rate=0.5",
+        "ema.enabled=true",
+        "trainer.max_epochs=2",
+    ]
     metrics = train(compose(overrides))
     assert metrics["test/acc"] > 0.5
     with open(tmp_path / "metrics.csv") as f:
@@ -61,7 +77,7 @@ def test_sgd_with_exponential_decay_l2_and_ema(mnist_dir, tmp_path):
 
 
 def test_checkpoint_loads_weights_only(mnist_dir, tmp_path):
-    from mnistlab.classifier import Classifier
+    from mnistlab.training.classifier import Classifier
 
     train(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax"]))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
@@ -73,7 +89,7 @@ def test_checkpoint_loads_weights_only(mnist_dir, tmp_path):
 def test_divergence_is_caught_between_checks_and_at_the_epoch_end():
     from types import SimpleNamespace
 
-    from mnistlab.divergence import StopOnDivergence, TrainingDiverged
+    from mnistlab.callbacks.divergence import StopOnDivergence, TrainingDiverged
 
     trainer = SimpleNamespace(global_step=0, current_epoch=0)
     callback = StopOnDivergence(every_n_steps=4)

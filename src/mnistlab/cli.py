@@ -89,7 +89,7 @@ def run(main: Callable[[], object]) -> None:
     exit_on_bad_input) or an argparse tool's main, with expected failures turned into one line."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us, not Hydra's report
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        from mnistlab.help import speed_up_help
+        from mnistlab.perf.help import speed_up_help
 
         speed_up_help()
     with exit_on_bad_input():

@@ -5,7 +5,7 @@ from typing import Optional
 from hydra.core.utils import JobReturn, JobStatus
 
 from mnistlab.errors import SweepRefused, UserError
-from mnistlab.sweep_records import describe_error, is_pruned
+from mnistlab.sweeps.records import describe_error, is_pruned
 
 
 class SweepStopped(UserError):
@@ -43,5 +43,7 @@ class FailureCap:
         return self.failed > self.max_failure_rate * self.planned
 
     def stop_message(self, what: str) -> str:
-        return (f"sweep stopped: {self.failed} of {self.planned} {what} failed, more than "
-                f"max_failure_rate={self.max_failure_rate} allows; last error: {self.last_error}")
+        return (
+            f"sweep stopped: {self.failed} of {self.planned} {what} failed, more than "
+            f"max_failure_rate={self.max_failure_rate} allows; last error: {self.last_error}"
+        )

@@ -14,8 +14,12 @@ class GridSweeper(BasicSweeper):
     """The basic sweeper raises the first failed job's error once its batch is done, which skips the
     remaining batches and the end-of-sweep callbacks (the summary); this one goes on and reports."""
 
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 max_failure_rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        max_batch_size: Optional[int] = None,
+        params: Optional[Dict[str, str]] = None,
+        max_failure_rate: float = 1.0,
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.max_failure_rate = max_failure_rate
 
@@ -42,6 +46,9 @@ class GridSweeper(BasicSweeper):
                 self.hydra_context.callbacks.on_multirun_end(config=self.config)
                 raise SweepStopped(cap.stop_message("jobs"))
         if cap.failed:
-            print(f"[sweep] {cap.failed} of {cap.planned} jobs failed (status 'failed' in the summary; "
-                  f"traceback in <job>/job.json and <job>/train.log)", flush=True)
+            print(
+                f"[sweep] {cap.failed} of {cap.planned} jobs failed (status 'failed' in the summary; "
+                f"traceback in <job>/job.json and <job>/train.log)",
+                flush=True,
+            )
         return returns

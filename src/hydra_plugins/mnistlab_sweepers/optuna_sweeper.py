@@ -25,8 +25,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
-from mnistlab.study_storage import open_storage, shown
-from mnistlab.sweep_records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
+from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
+from mnistlab.sweeps.study_storage import open_storage, shown
 
 from ._failures import FailureCap, SweepStopped
 
@@ -100,9 +100,19 @@ def consecutive(trials: list) -> List[list]:
 
 
 class OptunaSweeper(Sweeper):
-    def __init__(self, sampler: Any, pruner: Any, study_name: str, storage: Optional[str], metric: str,
-                 direction: str, n_trials: int, n_jobs: Optional[int], max_failure_rate: float,
-                 params: Optional[Dict[str, str]]) -> None:
+    def __init__(
+        self,
+        sampler: Any,
+        pruner: Any,
+        study_name: str,
+        storage: Optional[str],
+        metric: str,
+        direction: str,
+        n_trials: int,
+        n_jobs: Optional[int],
+        max_failure_rate: float,
+        params: Optional[Dict[str, str]],
+    ) -> None:
         self.sampler_config, self.pruner_config = sampler, pruner  # configs with a _target_ (or null)
         self.study_name, self.storage = study_name, storage
         self.metric, self.direction = metric, direction
@@ -116,8 +126,9 @@ class OptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                                 task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def check_settings(self) -> None:
         if self.metric.startswith("test/"):
@@ -129,7 +140,7 @@ class OptunaSweeper(Sweeper):
 
     def jobs_per_batch(self) -> int:
         """n_jobs, else as many as the launcher runs at once: joblib's n_jobs, SLURM's array_parallelism."""
-        from mnistlab.parallel import jobs_at_once
+        from mnistlab.sweeps.parallel import jobs_at_once
 
         launcher = self.config.hydra.launcher
         return self.n_jobs or jobs_at_once(launcher) or launcher.get("array_parallelism") or 1
@@ -141,21 +152,27 @@ class OptunaSweeper(Sweeper):
 
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         self.check_settings()
-        space, fixed = split([f"{key}={value}" for key, value in self.params.items()] + list(arguments),
-                             self.hydra_context.config_loader)
+        space, fixed = split(
+            [f"{key}={value}" for key, value in self.params.items()] + list(arguments), self.hydra_context.config_loader
+        )
         if not space:
-            raise ConfigError("nothing to search: set hydra.sweeper.params, or sweep on the command line, "
-                              "e.g. 'optimizer.lr=tag(log, interval(1e-4, 1e-2))'")
+            raise ConfigError(
+                "nothing to search: set hydra.sweeper.params, or sweep on the command line, "
+                "e.g. 'optimizer.lr=tag(log, interval(1e-4, 1e-2))'"
+            )
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         storage = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
         study = self.open_study(storage, sweep_dir)
         trials = counted(study)
-        cap = FailureCap(self.max_failure_rate, self.n_trials,
-                         failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials))
-        print(f"[sweep] {sum(t.state.is_finished() for t in trials)} of {self.n_trials} trials already finished",
-              flush=True)
+        cap = FailureCap(
+            self.max_failure_rate, self.n_trials, failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+        )
+        print(
+            f"[sweep] {sum(t.state.is_finished() for t in trials)} of {self.n_trials} trials already finished",
+            flush=True,
+        )
 
         batch_size = self.jobs_per_batch()
         with Heartbeat() as heartbeat:
@@ -165,8 +182,10 @@ class OptunaSweeper(Sweeper):
                     heartbeat.trials = [trial for trial in trials if self.within_n_trials(study, trial)]
                     heartbeat.beat()
                     for group in consecutive(list(heartbeat.trials)):
-                        overrides = [fixed + as_overrides(trial.params) + self.pruning_overrides(trial, storage)
-                                     for trial in group]
+                        overrides = [
+                            fixed + as_overrides(trial.params) + self.pruning_overrides(trial, storage)
+                            for trial in group
+                        ]
                         results = self.launcher.launch(overrides, initial_job_idx=group[0].number)
                         for trial, result in zip(group, results):
                             self.tell(study, trial, result, cap)
@@ -189,16 +208,23 @@ class OptunaSweeper(Sweeper):
 
         for attempt in range(CREATE_ATTEMPTS):
             try:
-                study = optuna.create_study(study_name=self.study_name, storage=open_storage(storage),
-                                            direction=self.direction, load_if_exists=True)
+                study = optuna.create_study(
+                    study_name=self.study_name,
+                    storage=open_storage(storage),
+                    direction=self.direction,
+                    load_if_exists=True,
+                )
                 break
             except SQLAlchemyError:  # sweeps started at once both create the tables: the later finds them next time
                 if attempt + 1 == CREATE_ATTEMPTS:
                     raise
                 time.sleep(1.0)
         study.pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
-        print(f"[sweep] Optuna {optuna.__version__} study '{self.study_name}' in {shown(storage)} ({self.direction} "
-              f"{self.metric})", flush=True)
+        print(
+            f"[sweep] Optuna {optuna.__version__} study '{self.study_name}' in {shown(storage)} ({self.direction} "
+            f"{self.metric})",
+            flush=True,
+        )
         self.requeue_stale(study, sweep_dir)
         return study
 
@@ -210,8 +236,11 @@ class OptunaSweeper(Sweeper):
         trial = study.ask()
         study.sampler, self.seeded = self.make_sampler(trial.number), True
         seed = (self.sampler_config or {}).get("seed")
-        print(f"[sweep] trials drawn by {type(study.sampler).__name__}"
-              + ("" if seed is None else f"(seed={seed + trial.number})"), flush=True)
+        print(
+            f"[sweep] trials drawn by {type(study.sampler).__name__}"
+            + ("" if seed is None else f"(seed={seed + trial.number})"),
+            flush=True,
+        )
         for name, distribution in space.items():
             suggest(trial, name, distribution)
         return trial
@@ -248,8 +277,11 @@ class OptunaSweeper(Sweeper):
         """The same seed in a new process would draw the same first trials again: offset it by the number of
         the sweep's first trial, which keeps a fresh study at the seed given, a continued one reproducible, and
         sweeps sharing a study apart."""
-        config = OmegaConf.to_container(self.sampler_config, resolve=True) if self.sampler_config else {
-            "_target_": "optuna.samplers.TPESampler"}  # sampler=null: Optuna's default
+        config = (
+            OmegaConf.to_container(self.sampler_config, resolve=True)
+            if self.sampler_config
+            else {"_target_": "optuna.samplers.TPESampler"}
+        )  # sampler=null: Optuna's default
         if config.get("seed") is not None:
             config["seed"] += first_trial
         return instantiate(config)
@@ -282,8 +314,11 @@ class OptunaSweeper(Sweeper):
                 self.tell_from_record(study, optuna.trial.Trial(study, stale._trial_id), record)
             except UpdateFinishedTrialError:  # another sweep of the study did
                 continue
-            print(f"[sweep] trial {stale.number} had ended ({record['status']}) when the sweep was interrupted: "
-                  f"told from its job.json", flush=True)
+            print(
+                f"[sweep] trial {stale.number} had ended ({record['status']}) when the sweep was interrupted: "
+                f"told from its job.json",
+                flush=True,
+            )
 
     def run_again(self, study, stale) -> None:
         """A trial left running: marked failed and interrupted, which does not count, and its parameters queued
@@ -317,9 +352,14 @@ class OptunaSweeper(Sweeper):
         """The job reports each validation's metric to its trial and stops when the pruner says so."""
         if not self.pruner_config:
             return []
-        callback = {"_target_": "mnistlab.pruning.OptunaPruning", "storage": storage,
-                    "study_name": self.study_name, "trial_id": trial._trial_id, "monitor": self.metric,
-                    "pruner": OmegaConf.to_container(self.pruner_config, resolve=True)}
+        callback = {
+            "_target_": "mnistlab.callbacks.optuna_pruning.OptunaPruning",
+            "storage": storage,
+            "study_name": self.study_name,
+            "trial_id": trial._trial_id,
+            "monitor": self.metric,
+            "pruner": OmegaConf.to_container(self.pruner_config, resolve=True),
+        }
         return [f"{PRUNING_OVERRIDE}={Transformer.str(callback)}"]
 
     def tell(self, study, trial, result: JobReturn, cap: FailureCap) -> None:
@@ -333,8 +373,11 @@ class OptunaSweeper(Sweeper):
                 # kept in the study for the summaries of other sweeps sharing it
                 trial.set_user_attr("metrics", {key: finite(v) for key, v in metrics.items()})
                 study.tell(trial, value)
-                print(f"[sweep] {name}: {self.metric} {value:.4f} (best so far {study.best_value:.4f}, "
-                      f"trial {study.best_trial.number})", flush=True)
+                print(
+                    f"[sweep] {name}: {self.metric} {value:.4f} (best so far {study.best_value:.4f}, "
+                    f"trial {study.best_trial.number})",
+                    flush=True,
+                )
                 return
             error = cap.fail(name, f"the task returned no finite {self.metric}: {metrics.get(self.metric)!r}")
         elif is_pruned(result._return_value):
@@ -358,9 +401,14 @@ class OptunaSweeper(Sweeper):
             if job_dir.exists() or not trial.state.is_finished():
                 continue
             status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
-            record = {"status": status, "seconds": trial.duration.total_seconds() if trial.duration else None,
-                      "overrides": fixed + as_overrides(trial.params), "metrics": trial.user_attrs.get("metrics"),
-                      "error": trial.user_attrs.get("error"), "run by": "another sweep of the study"}
+            record = {
+                "status": status,
+                "seconds": trial.duration.total_seconds() if trial.duration else None,
+                "overrides": fixed + as_overrides(trial.params),
+                "metrics": trial.user_attrs.get("metrics"),
+                "error": trial.user_attrs.get("error"),
+                "run by": "another sweep of the study",
+            }
             job_dir.mkdir()
             (job_dir / RECORD).write_text(json.dumps(record, indent=2))
 
@@ -371,17 +419,34 @@ class OptunaSweeper(Sweeper):
         from ._search_space import as_overrides
 
         trials = counted(study)
-        counts = {name: sum(t.state == state for t in trials)
-                  for name, state in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
-                                      ("failed", TrialState.FAIL))}
-        result: Dict[str, Any] = {"study_name": self.study_name, "storage": shown(storage), "metric": self.metric,
-                                  "direction": self.direction, "trials": counts}
+        counts = {
+            name: sum(t.state == state for t in trials)
+            for name, state in (
+                ("complete", TrialState.COMPLETE),
+                ("pruned", TrialState.PRUNED),
+                ("failed", TrialState.FAIL),
+            )
+        }
+        result: Dict[str, Any] = {
+            "study_name": self.study_name,
+            "storage": shown(storage),
+            "metric": self.metric,
+            "direction": self.direction,
+            "trials": counts,
+        }
         if counts["complete"]:
             best = study.best_trial
-            result.update(best_trial=best.number, best_value=best.value, best_params=dict(best.params),
-                          command="python train.py " + " ".join(fixed + as_overrides(best.params)))
-            print(f"[sweep] best {self.metric} {best.value:.4f} (trial {best.number}): "
-                  f"{' '.join(as_overrides(best.params))}", flush=True)
+            result.update(
+                best_trial=best.number,
+                best_value=best.value,
+                best_params=dict(best.params),
+                command="python train.py " + " ".join(fixed + as_overrides(best.params)),
+            )
+            print(
+                f"[sweep] best {self.metric} {best.value:.4f} (trial {best.number}): "
+                f"{' '.join(as_overrides(best.params))}",
+                flush=True,
+            )
         else:
             result.update(best_trial=None, best_value=None, best_params=None)
             print("[sweep] no trial completed: no best parameters", flush=True)

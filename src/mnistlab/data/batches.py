@@ -33,8 +33,16 @@ class TensorBatches:
     resumed from it continues with exactly the remaining batches of that epoch.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.sampler: Optional[EpochPermutation] = None
         self.batch_sampler = None  # as a DataLoader has, where Lightning looks for a sampler

@@ -33,9 +33,16 @@ def download_missing(raw_dir: Path) -> None:
 
 
 class MNISTDataModule(L.LightningDataModule):
-    def __init__(self, data_dir: str = "data", batch_size: int = 128, eval_batch_size: int = 1000,
-                 val_size: int = 5000, download: bool = True, seed: Optional[int] = None,
-                 augment: Optional[dict] = None):
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        download: bool = True,
+        seed: Optional[int] = None,
+        augment: Optional[dict] = None,
+    ):
         super().__init__()
         self.raw_dir = Path(data_dir) / "MNIST" / "raw"
         self.data_dir = data_dir
@@ -63,8 +70,9 @@ class MNISTDataModule(L.LightningDataModule):
     def load(self, split: str) -> tuple:
         images, labels = (read_idx(self.raw_dir / name) for name in FILES[split])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{self.raw_dir}: {split} images {tuple(images.shape)} do not match "
-                            f"labels {tuple(labels.shape)}")
+            raise DataError(
+                f"{self.raw_dir}: {split} images {tuple(images.shape)} do not match labels {tuple(labels.shape)}"
+            )
         return images, labels.long()
 
     def setup(self, stage: Optional[str] = None) -> None:
@@ -87,8 +95,9 @@ class MNISTDataModule(L.LightningDataModule):
 
     def batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return TensorBatches(*self.splits[split], batch_size=batch_size, shuffle=shuffle,
-                             seed=self.seed, rank=rank, world_size=world)
+        return TensorBatches(
+            *self.splits[split], batch_size=batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self.batches("train", self.batch_size, shuffle=True)

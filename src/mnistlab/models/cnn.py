@@ -6,13 +6,21 @@ from torch import nn
 
 
 class CNN(nn.Module):
-    def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 5, fc_size: int = 1024,
-                 dropout: float = 0.5, batch_norm: bool = False, num_classes: int = 10):
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 5,
+        fc_size: int = 1024,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+        num_classes: int = 10,
+    ):
         super().__init__()
         layers, in_channels, side = [], 1, 28
         for out_channels in channels:
-            layers.append(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                                    bias=not batch_norm))
+            layers.append(
+                nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+            )
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_channels))
             layers += [nn.ReLU(), nn.MaxPool2d(2)]

@@ -7,14 +7,23 @@ from torch import nn
 
 
 class RowLSTM(nn.Module):
-    def __init__(self, hidden_size: int = 128, input_proj: Optional[int] = None, cell: str = "lstm",
-                 num_layers: int = 1, bidirectional: bool = False, forget_bias: Optional[float] = None,
-                 dropout: float = 0.0, num_classes: int = 10):
+    def __init__(
+        self,
+        hidden_size: int = 128,
+        input_proj: Optional[int] = None,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        forget_bias: Optional[float] = None,
+        dropout: float = 0.0,
+        num_classes: int = 10,
+    ):
         super().__init__()
         self.proj = nn.Linear(28, input_proj) if input_proj else nn.Identity()
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn(input_proj or 28, hidden_size, num_layers=num_layers, batch_first=True,
-                       bidirectional=bidirectional)
+        self.rnn = rnn(
+            input_proj or 28, hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
+        )
         self.dropout = nn.Dropout(dropout)  # on the last hidden state, only while training
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
         if forget_bias is not None:

@@ -1,0 +1,136 @@
+"""One run in several processes (DDP): one run folder for all, only rank 0 writing, and what -m cannot do.
+
+Lightning's ddp strategy starts the other processes itself, running the command line again with
+hydra.run.dir set to the first process's folder. torchrun and srun start every process themselves, so
+each would claim a run folder of its own: rank 0's is handed to the others through a TCP store (torchrun's
+own, or one rank 0 serves for a moment where Lightning's will be). Imports nothing heavy unless launched so.
+"""
+
+import logging
+import os
+import time
+from datetime import timedelta
+from typing import Callable, List, Optional, Tuple
+
+from mnistlab.errors import SweepRefused, UserError
+
+AGREE_TIMEOUT = timedelta(minutes=5)  # how long the other processes wait for rank 0's run folder
+WHAT_WORKS = (
+    "for a sweep of DDP jobs use hydra/launcher=slurm with hydra.launcher.tasks_per_node=<devices> "
+    "(README: Several devices), or run each job as its own torchrun command without -m"
+)
+
+
+def launched() -> Optional[Tuple[int, int]]:
+    """(rank, processes) of a process that torchrun or srun started as one of several, else None."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    # as Lightning tells a SLURM task (it leaves out interactive jobs, named bash or interactive)
+    interactive = os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and not interactive:
+        return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+    return None
+
+
+def is_rank_zero() -> bool:
+    """Before Lightning knows it: whether this process is the first of its run (torchrun, srun, submitit,
+    or Lightning's own launcher, which gives its other processes LOCAL_RANK and NODE_RANK)."""
+    ranks = ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID", "LOCAL_RANK", "NODE_RANK")
+    return all(os.environ.get(name, "0") == "0" for name in ranks)
+
+
+def launch_arguments(argv: List[str]) -> List[str]:
+    """This process's command line under torchrun or srun. -m is refused: every process would run the whole
+    sweep. The processes other than rank 0 leave the run's saved config (.hydra/) to it, as Lightning's do."""
+    launch = launched()
+    if launch is None:
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise UserError(f"-m under torchrun or srun would run the whole sweep in every process: {WHAT_WORKS}")
+    quiet = "hydra.output_subdir=null"
+    return argv + [quiet] if launch[0] != 0 and quiet not in argv else argv
+
+
+def refuse_relaunch_in_sweep(trainer) -> None:
+    """A sweep job whose trainer would start its other processes by running the command line again: each of
+    them would run the whole sweep (-m is on that command line)."""
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+    from mnistlab.cli import in_multirun
+
+    relaunches = (
+        isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+    )
+    if in_multirun() and relaunches:
+        raise SweepRefused(
+            f"-m with trainer.devices={trainer.num_devices}: Lightning would start the other "
+            f"processes by running the whole sweep again; {WHAT_WORKS}"
+        )
+
+
+def join_submitit_tasks() -> None:
+    """A submitit job of several tasks (hydra/launcher=slurm or submitit_local, tasks_per_node > 1) is one
+    DDP run: torch's variables for it, from submitit. On SLURM, Lightning reads SLURM's own instead."""
+    if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1 and "MASTER_ADDR" not in os.environ:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def quiet_other_ranks() -> None:
+    """Only rank 0 writes the run's train.log: the other processes drop the log file Hydra gave them."""
+    if is_rank_zero():
+        return
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def main_address() -> Tuple[str, int]:
+    """Where torch.distributed's store of this launch is: torchrun's variables, else Lightning's for SLURM."""
+    if "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
+        return os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    slurm = SLURMEnvironment()
+    return slurm.main_address, slurm.main_port
+
+
+def handed_from_rank_zero(make: Callable[[], str], rank: int, processes: int) -> str:
+    """`make()` on rank 0; its result on every other process."""
+    from torch.distributed import TCPStore
+
+    host, port = main_address()
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent serves one there
+    serve = rank == 0 and not agent  # else rank 0 serves it until every process has read, then Lightning does
+    store = TCPStore(
+        host, port, None if agent else processes, is_master=serve, timeout=AGREE_TIMEOUT, wait_for_workers=False
+    )
+    key = f"mnistlab/run_dir/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    if rank == 0:
+        store.set(key, make())
+        deadline = time.monotonic() + AGREE_TIMEOUT.total_seconds()
+        while serve and store.add(f"{key}/read", 0) < processes - 1:
+            if time.monotonic() > deadline:  # e.g. python train.py in an sbatch script of several tasks, no srun
+                raise UserError(
+                    f"{processes} processes expected (SLURM_NTASKS or WORLD_SIZE), but only "
+                    f"{store.add(f'{key}/read', 0) + 1} started within {AGREE_TIMEOUT}: start them with "
+                    f"srun or torchrun"
+                )
+            time.sleep(0.01)
+    value = store.get(key).decode()
+    if rank != 0:
+        store.add(f"{key}/read", 1)
+    return value
+
+
+def one_for_all_ranks(claim: Callable[[str], str]) -> Callable[[str], str]:
+    """The `new_dir` resolver: under torchrun or srun, the folder rank 0 claimed, in every process."""
+
+    def resolve(path: str) -> str:
+        launch = launched()
+        return claim(path) if launch is None else handed_from_rank_zero(lambda: claim(path), *launch)
+
+    return resolve

@@ -1,0 +1,94 @@
+"""`train.py resume=<run dir>` / `ckpt_path=<run>/checkpoints/<file>`: the run's saved config and checkpoint.
+
+The root train.py has already pointed Hydra at the run directory (runs.continue_in_run_dir);
+here the config becomes the run's own, with the command line's single-key overrides on top.
+"""
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.config.targets import check_targets
+from mnistlab.errors import UserError
+from mnistlab.runs.run_dir import SAVED_CONFIG, run_dir_of, saved_config
+
+RESUME_KEYS = ("resume", "ckpt_path")
+
+
+def apply_overrides(cfg: DictConfig, overrides: list, groups: set) -> None:
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key in RESUME_KEYS or key.startswith("hydra"):
+            continue
+        if key in groups:
+            raise UserError(
+                f"{override.input_line}: a resumed run keeps its config groups; "
+                f"change single keys instead (e.g. trainer.max_epochs=10)"
+            )
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            if node is not None and leaf in node:
+                del node[leaf]
+        else:
+            OmegaConf.update(cfg, key, override.value(), merge=False, force_add=True)
+
+
+def resumed_config(cfg: DictConfig) -> DictConfig:
+    """The config to train with: `cfg` itself, or for a resumed run its saved config and checkpoint."""
+    if cfg.get("resume") is not None:
+        run_dir, ckpt_path = Path(cfg.resume), None  # its newest checkpoint, found below
+    elif cfg.ckpt_path is not None and Path(cfg.ckpt_path).is_file() and run_dir_of(cfg.ckpt_path):
+        run_dir, ckpt_path = run_dir_of(cfg.ckpt_path), Path(cfg.ckpt_path)
+    else:
+        return cfg
+    if ckpt_path is not None:
+        from mnistlab.runs.checkpoints import load_checkpoint
+
+        load_checkpoint(ckpt_path, mmap=True)  # refuse an unsafe or damaged file before anything else
+    hydra = HydraConfig.get()
+    resumed = saved_config(run_dir)
+    apply_overrides(resumed, list(hydra.overrides.task), set(hydra.runtime.choices))
+    # The trust is this command line's alone: the saved file's own list would let it trust itself.
+    resumed.trusted_modules = list(cfg.get("trusted_modules") or [])
+    check_targets(resumed, resumed.trusted_modules, source=str(run_dir / SAVED_CONFIG), run_config=True)
+    if ckpt_path is None:
+        from mnistlab.runs.checkpoints import latest_checkpoint
+
+        ckpt_path = latest_checkpoint(run_dir)
+        if ckpt_path is None:
+            raise UserError(f"resume={cfg.resume}: the run saved no checkpoint yet; start it again instead")
+    resumed.ckpt_path = str(ckpt_path)
+    print(
+        f"continuing the run in {run_dir} from {ckpt_path}: its metrics.json, logs and checkpoints will be updated",
+        flush=True,
+    )  # not a new run folder: say so before training
+    return resumed
+
+
+def check_resumable(checkpoint: dict, path, trainer_cfg, model) -> None:
+    """Refuse, in one line, a checkpoint that the trainer limits leave nothing to train from, or whose
+    weights do not fit the model the config builds (Lightning would raise deep inside fit). Also one
+    whose hyperparameters name something not allowed: unused here, but a checkpoint is data everywhere."""
+    check_targets(checkpoint.get("hyper_parameters") or {}, getattr(model, "trusted_modules", ()), source=str(path))
+    step = int(checkpoint.get("global_step", 0))
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epochs_done = int(progress.get("current", {}).get("processed", 0))  # epochs whose batches all ran
+    where = f"{path} stands at step {step} ({epochs_done} epoch{'s' * (epochs_done != 1)} done)"
+    max_steps, max_epochs = trainer_cfg.get("max_steps", -1), trainer_cfg.get("max_epochs")
+    if max_steps is not None and 0 < max_steps <= step:
+        raise UserError(f"{where}: trainer.max_steps={max_steps} is reached already; raise it above {step} to train on")
+    if max_epochs is not None and 0 <= max_epochs <= epochs_done:
+        raise UserError(
+            f"{where}: trainer.max_epochs={max_epochs} is reached already; raise it above {epochs_done} to train on"
+        )
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    saved = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
+    if saved != expected:
+        differing = sorted(set(saved) ^ set(expected)) or [n for n in expected if saved[n] != expected[n]]
+        raise UserError(
+            f"{path}: its weights do not fit the model this config builds "
+            f"(first difference: {differing[0]}); use the model settings it was trained with"
+        )

@@ -1,0 +1,90 @@
+"""A run directory as train.py leaves it: .hydra/config.yaml, checkpoints/, metrics.json.
+
+Imports nothing heavy: train.py uses it to pick the run directory before Hydra starts.
+"""
+
+import itertools
+import os
+from pathlib import Path
+from typing import List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.errors import UserError
+from mnistlab.runs.distributed import one_for_all_ranks
+
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+CHECKPOINTS = "checkpoints"
+FINAL_METRICS = "metrics.json"  # written when a run has finished: its last checkpoint is in place
+
+
+def claim_new_dir(path: str) -> str:
+    """`path`, else `path-1`, `path-2`, ...: the first that did not exist, created here. mkdir is atomic, so
+    runs started in the same second (two shells, a script's loop, a job array) each get their own folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        candidate = path if n == 0 else f"{path}-{n}"
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def register_resolvers() -> None:
+    """`${new_dir:...}` in conf/hydra/default.yaml. Cached like Hydra's `now`: Hydra copies the cache into every
+    sweep job's config (in launcher processes too), so a run or sweep claims its folder once."""
+    if not OmegaConf.has_resolver("new_dir"):
+        OmegaConf.register_new_resolver("new_dir", one_for_all_ranks(claim_new_dir), use_cache=True)  # torchrun, srun
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / SAVED_CONFIG).is_file()
+
+
+def run_dir_of(path) -> Optional[Path]:
+    """The run a path belongs to: the directory itself, or <run>/checkpoints/<file>; None if neither."""
+    path = Path(path)
+    for candidate in (path, path.parent.parent):
+        if is_run_dir(candidate):
+            return candidate
+    return None
+
+
+def saved_config(run_dir: Path) -> DictConfig:
+    return OmegaConf.load(run_dir / SAVED_CONFIG)
+
+
+def argument(argv: List[str], key: str) -> Optional[str]:
+    """The value of a `key=value` command-line override, if given (Hydra's quotes removed)."""
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{key}=")]
+    if not values:
+        return None
+    value = values[-1]
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].replace(f"\\{value[0]}", value[0]).replace("\\\\", "\\")
+    return value
+
+
+def quoted(value: str) -> str:
+    """A Hydra override value that keeps any path intact (spaces, '=', quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def continue_in_run_dir(argv: List[str]) -> List[str]:
+    """`resume=<run dir>` or `ckpt_path=<run dir>/checkpoints/<file>`: make Hydra run in that
+    directory again, without overwriting its saved config (train() loads that config instead)."""
+    resume, ckpt_path = argument(argv, "resume"), argument(argv, "ckpt_path")
+    if resume in (None, "null") and ckpt_path in (None, "null"):
+        return argv
+    if resume not in (None, "null"):
+        if not is_run_dir(Path(resume)):
+            raise UserError(f"resume={resume} is not a run directory of train.py (no {SAVED_CONFIG} in it)")
+        run_dir = Path(resume)
+    else:
+        run_dir = run_dir_of(ckpt_path) if Path(ckpt_path).is_file() else None
+        if run_dir is None:  # a checkpoint from elsewhere: a new run, from this command line's config
+            return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise UserError("resume= and ckpt_path= continue one run: they do not combine with -m (multirun)")
+    return argv + [f"hydra.run.dir={quoted(str(run_dir.resolve()))}", "hydra.output_subdir=null"]

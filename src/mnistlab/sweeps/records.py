@@ -1,0 +1,67 @@
+"""The record a sweep keeps of each job: <job dir>/job.json with its status, error, time and metrics."""
+
+import json
+import math
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+from mnistlab.cli import one_line
+
+RECORD = "job.json"
+STATUSES = ("ok", "pruned", "failed", "unfinished")  # unfinished: no record, e.g. the sweep was killed
+PRUNING_OVERRIDE = "+callbacks.optuna_pruning"  # how the Optuna sweeper reaches a trial: not a parameter
+
+
+def is_pruned(error: Any) -> bool:
+    """optuna.TrialPruned, told by name so that grid sweeps need not import Optuna."""
+    return isinstance(error, BaseException) and type(error).__name__ == "TrialPruned"
+
+
+def describe_error(error: Any) -> str:
+    return f"{type(error).__name__}: {one_line(error)}" if isinstance(error, BaseException) else str(error)
+
+
+def finite(value: Any) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def write_record(job_dir: Path, overrides: list, return_value: Any, completed: bool, seconds: float) -> dict:
+    """Written by the job itself when it ends, so that every launcher (local, joblib, SLURM) leaves one."""
+    record: dict = {
+        "status": "ok" if completed else "pruned" if is_pruned(return_value) else "failed",
+        "seconds": round(seconds, 3),
+        "overrides": list(overrides),
+    }
+    if completed and isinstance(return_value, dict):
+        record["metrics"] = {key: finite(value) for key, value in return_value.items()}
+    if not completed:
+        record["error"] = describe_error(return_value)
+        record["traceback"] = "".join(traceback.format_exception(return_value))
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / RECORD).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def read_record(job_dir: Path) -> dict:
+    """A job's record; a job without one (killed, or run before records existed) is rebuilt from its files."""
+    import yaml
+
+    path = job_dir / RECORD
+    if path.exists():
+        return json.loads(path.read_text())
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    metrics_file = job_dir / "metrics.json"
+    if metrics_file.exists():
+        return {
+            "status": "ok",
+            "seconds": None,
+            "overrides": overrides,
+            "metrics": json.loads(metrics_file.read_text()),
+        }
+    return {"status": "unfinished", "seconds": None, "overrides": overrides}

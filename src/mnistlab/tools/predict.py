@@ -1,0 +1,117 @@
+"""The task behind predict.py: the digit in each picture, from a checkpoint or an exported model."""
+
+import glob
+import sys
+import zipfile
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+import numpy as np
+from omegaconf import DictConfig, ListConfig
+
+from mnistlab.config.train import validate
+from mnistlab.errors import CheckpointError, UserError
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code; Lightning checkpoints only pickled data."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_model(path, trusted_modules=()) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from float32 images (N, 1, 28, 28) in [0, 1] to logits, for a checkpoint (file or
+    run directory), an exported TorchScript file or an ONNX file. trusted_modules: README, Safety."""
+    import torch
+
+    from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
+
+    path = resolve_checkpoint(path)
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        try:
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime has no common error class
+            raise CheckpointError(f"{path} is not a readable ONNX model ({str(err).splitlines()[0]})") from None
+        name = session.get_inputs()[0].name
+        return lambda images: session.run(None, {name: images})[0]
+    if is_torchscript(path):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript is deprecated in torch >= 2.10, still loads
+            net = torch.jit.load(str(path), map_location="cpu")
+    else:
+        net = load_classifier(path, trusted_modules)[0].inference_net
+    net.eval()
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(images)).numpy()
+
+    return run
+
+
+def expand(patterns) -> Tuple[List[Path], List[str]]:
+    """Files named or matched by each pattern, in order, and a message for each that names nothing."""
+    patterns = list(patterns) if isinstance(patterns, (list, ListConfig)) else [patterns]
+    files, problems = [], []
+    for pattern in map(str, patterns):
+        matched = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matched = [Path(name) for name in matched]
+        if not matched:
+            problems.append(f"{pattern}: no file matches")
+        for path in matched:
+            if path.is_dir():
+                problems.append(f"{path}: a directory (use a glob such as {path}/*.png)")
+            elif not path.exists():
+                problems.append(f"{path}: no such file")
+            else:
+                files.append(path)
+    return files, problems
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def predict(cfg: DictConfig) -> list:
+    """predict.py: print `<file>: <digit> (<probability>)` for each picture; bad files are reported
+    on stderr and the others still predicted (exit code 2 if any was bad)."""
+    validate(cfg)
+    from mnistlab.tools.images import ImageError, load_digit
+
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    files, problems = expand(cfg.images)
+    model = load_model(cfg.ckpt_path, cfg.trusted_modules)
+    digits, readable = [], []
+    for path in files:
+        try:
+            digits.append(load_digit(path, cfg.invert))
+            readable.append(path)
+        except ImageError as err:
+            problems.append(str(err))
+    results = []
+    if digits:
+        probabilities = softmax(model(np.stack(digits)[:, None].astype(np.float32)))
+        for path, row in zip(readable, probabilities):
+            top = np.argsort(-row)[: cfg.top_k]
+            results.append(
+                {"file": str(path), "digit": int(top[0]), "top": [(int(digit), float(row[digit])) for digit in top]}
+            )
+            print(f"{path}: " + "  ".join(f"{digit} ({row[digit]:.1%})" for digit in top), flush=True)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
+    if not results:
+        raise UserError("no images given: images=<file, glob or [list]>")
+    return results

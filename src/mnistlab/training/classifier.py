@@ -1,0 +1,186 @@
+"""The one LightningModule: wraps any network from mnistlab.models with loss, metrics and optimizers."""
+
+import math
+from typing import Optional, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from mnistlab.config.targets import check_targets
+from mnistlab.data.batches import TensorBatches
+from mnistlab.models.init import init_weights
+from mnistlab.models.normalize import Normalize
+from mnistlab.training.ema import EMA
+
+SUM_EVERY = 64  # training steps between updates of the epoch's loss and accuracy sums
+
+# Keys of a model config that configure training rather than the network's constructor.
+TRAINING_KEYS = ("l2", "label_smoothing", "init", "init_std", "init_bias")
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy classifier; all arguments are plain dicts and numbers (checkpoints load weights-only).
+
+    model: the model config (`_target_` network plus l2 and init keys); optimizer and scheduler:
+    partial factories as in conf/; ema: {enabled, decay}; mean/std: input normalisation, folded in.
+    trusted_modules: modules besides mnistlab.config.targets' allowlist whose classes the configs may name.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        optimizer: dict,
+        scheduler: Optional[dict] = None,
+        ema: Optional[dict] = None,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        trusted_modules: Sequence[str] = (),
+    ):
+        super().__init__()
+        # Every target is checked here, before anything is imported: these dicts may come from a checkpoint.
+        check_targets({"model": model, "optimizer": optimizer, "scheduler": scheduler}, trusted_modules)
+        # The trust comes from the command line of each run, never from a checkpoint: not a hyperparameter.
+        self.save_hyperparameters(ignore=["trusted_modules"])
+        self.trusted_modules = tuple(trusted_modules)
+        network = instantiate({k: v for k, v in model.items() if k not in TRAINING_KEYS}, _convert_="all")
+        init_weights(network, model.get("init", "default"), model.get("init_std", 0.1), model.get("init_bias", 0.0))
+        self.net = nn.Sequential(Normalize(mean, std), network)
+        self.l2 = model.get("l2", 0.0)
+        self.label_smoothing = model.get("label_smoothing", 0.0)
+        self.weights = [p for p in network.parameters() if p.ndim > 1]  # biases and BN excluded
+        self.ema = EMA(self.net, ema["decay"]) if ema and ema.get("enabled") else None
+        self.val_acc, self.test_acc = (
+            MulticlassAccuracy(model.get("num_classes", 10), average="micro") for _ in range(2)
+        )
+        # over every image, exact across DDP ranks; a NaN loss shows as NaN, without a host sync per batch to check
+        self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(2))
+
+    def __setattr__(self, name, value):
+        if name == "_current_fx_name":  # Lightning sets it ~40 times a step: skip nn.Module's checks (~50 µs)
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def inference_net(self) -> nn.Module:
+        """What evaluation, checkpoints' users and exports run: the EMA weights when enabled."""
+        return self.ema.net if self.ema is not None else self.net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for float images (N, 1, 28, 28) with pixels in [0, 1]."""
+        return self.inference_net(x)
+
+    def reset_train_totals(self, saved: Optional[dict] = None) -> None:
+        """The epoch's training sums (loss * n, correct, n), kept on the device: no host sync per step."""
+        zero = torch.zeros((), device=self.device)
+        self.train_totals = {
+            "epoch": self.current_epoch,
+            "seen": saved["seen"] if saved else 0,
+            "loss": saved["loss"].to(self.device) if saved else zero,
+            "correct": saved["correct"].to(self.device) if saved else zero.clone(),
+        }
+        # (loss, logits, labels) of the steps not yet in the sums
+        self.unsummed = [tuple(t.to(self.device) for t in step) for step in saved.get("unsummed", [])] if saved else []
+
+    def sum_train_steps(self) -> dict:
+        """Adds the steps since the last call into the sums: a few tensor ops for many steps, rather
+        than five each step (0.03 ms on the CPU, more after a large network's compute). Called every
+        SUM_EVERY steps and at the epoch's end only, so that the float sums group the same steps
+        however often the run logs or saves checkpoints (a resumed run logs the same values)."""
+        totals = self.train_totals
+        if self.unsummed:
+            losses, logits, labels = zip(*self.unsummed)
+            sizes = [len(batch) for batch in labels]
+            totals["loss"] += (torch.stack(losses) * torch.tensor(sizes, device=self.device)).sum()
+            totals["correct"] += (torch.cat(logits).argmax(1) == torch.cat(labels)).sum()
+            totals["seen"] += sum(sizes)
+            self.unsummed = []
+        return totals
+
+    def on_train_start(self):
+        saved, self.resumed_totals = getattr(self, "resumed_totals", None), None
+        self.reset_train_totals(saved if saved is not None and saved["epoch"] == self.current_epoch else None)
+
+    def on_train_epoch_start(self):
+        if self.train_totals["epoch"] != self.current_epoch:  # a run resumed in mid-epoch keeps its sums
+            self.reset_train_totals()
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self.net(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        # self.log costs ~0.3 ms a call (docs/performance.md): keep the step's outputs for the epoch sums
+        # and log only when the loggers write (every trainer.log_every_n_steps), with the names
+        # self.log(on_step, on_epoch) gives.
+        self.unsummed.append((loss.detach(), logits.detach(), labels))
+        if len(self.unsummed) == SUM_EVERY:
+            self.sum_train_steps()
+        if self.trainer._logger_connector.should_update_logs:  # Lightning's own test, as LearningRateMonitor's
+            with torch.no_grad():
+                accuracy = (logits.argmax(1) == labels).float().mean()
+                self.log_dict({"train/loss_step": loss, "train/acc_step": accuracy}, prog_bar=True)
+        if self.l2:
+            loss = loss + self.l2 * 0.5 * sum(w.square().sum() for w in self.weights)
+        return loss
+
+    def on_train_epoch_end(self):
+        totals = self.sum_train_steps()
+        loss, accuracy = totals["loss"] / totals["seen"], totals["correct"] / totals["seen"]
+        self.log_dict({"train/loss_epoch": loss, "train/acc_epoch": accuracy}, prog_bar=True, sync_dist=True)
+        self.log_dict({"train/loss": loss, "train/acc": accuracy}, logger=False, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint taken in mid-epoch keeps the epoch's training sums, so a run resumed from it logs
+        the same train/*_epoch values as one never stopped (ResumeState keeps the rest of that state)."""
+        batches = self.trainer.train_dataloader
+        if isinstance(batches, TensorBatches) and 0 < batches.batches_done < len(batches):
+            totals = self.train_totals
+            checkpoint["train_totals"] = {
+                "epoch": totals["epoch"],
+                "loss": totals["loss"].cpu(),
+                "correct": totals["correct"].cpu(),
+                "seen": totals["seen"],
+                "unsummed": [tuple(t.cpu() for t in step) for step in self.unsummed],
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.resumed_totals = checkpoint.get("train_totals")  # used when training starts again
+
+    def update_ema(self, optimizer, args, kwargs) -> None:
+        """After each optimizer step (a hook of the optimizer, so before step checkpoints are saved)."""
+        self.ema.update(self.net, self.global_step + 1)  # the step count is raised after the step
+
+    def evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy, loss: MeanMetric) -> None:
+        images, labels = batch
+        logits = self.inference_net(images)
+        accuracy.update(logits, labels)
+        loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        # metric objects: their sums and counts are synced across DDP ranks, so the split's values are exact (and a
+        # logged tensor's sync would update an inference tensor outside inference mode, which torch forbids)
+        self.log(f"{stage}/loss", loss, prog_bar=True)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        with torch.inference_mode():  # Lightning validates under no_grad inside fit; nothing here feeds training
+            self.evaluate(batch, "val", self.val_acc, self.val_loss)
+
+    def test_step(self, batch, batch_idx):
+        self.evaluate(batch, "test", self.test_acc, self.test_loss)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, _convert_="all")(params=self.net.parameters())
+        if self.ema is not None:
+            optimizer.register_step_post_hook(self.update_ema)
+        if not self.hparams.scheduler:
+            return optimizer
+        batches = len(self.trainer.datamodule.train_dataloader())
+        steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
+        scheduler = instantiate(self.hparams.scheduler, _convert_="all")(
+            optimizer, steps_per_epoch=steps_per_epoch, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

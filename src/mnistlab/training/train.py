@@ -1,0 +1,170 @@
+"""The training task behind train.py: fit, test the best checkpoint, print a summary."""
+
+import json
+import logging
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.config.train import validate
+
+log = logging.getLogger(__name__)
+
+
+def build_all(cfg: DictConfig, target_key: str) -> list:
+    """Instantiate each entry of a dict-of-configs group (callbacks, logger); null entries are off."""
+    from hydra.utils import instantiate
+
+    group = cfg.get(target_key) or {}
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def stopped(signum: int, what: str, cfg: DictConfig) -> None:
+    """Ctrl-C or SIGTERM: say how to continue, exit 128 + signal number as a shell would."""
+    run_dir = os.path.relpath(cfg.paths.output_dir)
+    print(
+        f"\nstopped by {signal.Signals(signum).name}: {what}\ncontinue with: python train.py resume={run_dir}",
+        file=sys.stderr,
+    )
+    raise SystemExit(128 + signum)
+
+
+def build_classifier(cfg: DictConfig):
+    from mnistlab.training.classifier import Classifier
+
+    return Classifier(
+        model=plain(cfg.model),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler) or None,
+        ema=plain(cfg.ema),
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+        trusted_modules=list(cfg.get("trusted_modules") or []),
+    )
+
+
+def build(cfg: DictConfig) -> tuple:
+    """The (datamodule, model, trainer) that train() fits, with threads and seed set: the benchmark reuses it."""
+    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning's own, on torch >= 2.9
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
+
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from mnistlab.callbacks.csv_logger import CSVLogger
+    from mnistlab.callbacks.interrupt import SaveOnInterrupt
+    from mnistlab.callbacks.validate_at_stop import ValidateAtStop
+    from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.perf.fast_loop import install as install_fast_loop
+    from mnistlab.perf.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
+    from mnistlab.runs.checkpoints import load_checkpoint
+    from mnistlab.runs.resume import check_resumable
+    from mnistlab.sweeps.parallel import default_threads
+    from mnistlab.training.running_sums import ResumeState
+
+    cheap_cuda_checks()
+    threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if cfg.seed is not None:  # seed 0 is a seed too
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data_cfg = plain(cfg.data)
+    del data_cfg["mean"], data_cfg["std"]  # the model's, below
+    datamodule = MNISTDataModule(**data_cfg, seed=cfg.seed)
+    datamodule.prepare_data()  # the missing-data message comes before any model is built
+
+    model = build_classifier(cfg)
+    if cfg.ckpt_path is not None:  # refuses an unsafe, spent or unfitting file with a clear message before Lightning
+        checkpoint = load_checkpoint(cfg.ckpt_path, mmap=True)
+        check_resumable(checkpoint, cfg.ckpt_path, cfg.trainer, model)
+        log.info("resuming from %s", cfg.ckpt_path)
+    log.info(f"torch CPU threads: {torch.get_num_threads()}")  # after the checks: a refused resume adds no line
+    loggers = build_all(cfg, "logger")
+    for logger in loggers:
+        if cfg.ckpt_path is not None and isinstance(logger, CSVLogger):
+            logger.resume_step = int(checkpoint.get("global_step", 0))
+    callbacks = build_all(cfg, "callbacks") + [
+        ResumeState(),
+        SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints")),
+        ValidateAtStop(),
+        FreezeStartupObjects(),
+    ]
+    if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    apply_speedups(model, compile=cfg.compile)
+    if cfg.get("fast_loop", True):  # a run saved before the option resumes with it too
+        install_fast_loop(trainer)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    from mnistlab.runs.distributed import join_submitit_tasks, quiet_other_ranks, refuse_relaunch_in_sweep
+    from mnistlab.runs.resume import resumed_config
+
+    join_submitit_tasks()
+    quiet_other_ranks()
+    cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
+    validate(cfg)  # every range check, before anything heavy happens (Lightning loads below)
+    from mnistlab.callbacks.interrupt import Interrupted, SaveOnInterrupt
+    from mnistlab.callbacks.predictions import RecordPredictions
+    from mnistlab.runs.environment import write_environment
+    from mnistlab.runs.report import write_report
+
+    datamodule, model, trainer = build(cfg)
+    refuse_relaunch_in_sweep(trainer)
+    if trainer.is_global_zero:  # env.json, requirements.txt: before fitting, so that a crashed run has them
+        write_environment(Path(cfg.paths.output_dir))
+    stopper = next(c for c in trainer.callbacks if isinstance(c, SaveOnInterrupt))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except Interrupted as stop:
+        stopped(stop.signum, f"checkpoint of step {stop.step} saved in {os.path.relpath(stop.path)}", cfg)
+    if stopper.signum is not None:  # the signal came after the last training batch
+        stopped(stopper.signum, "training had finished; the test was skipped", cfg)
+    if trainer.interrupted:
+        log.warning("training was interrupted: testing the checkpoints saved so far")
+
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    if best:
+        metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
+    recorder = RecordPredictions()  # the test's own predictions, for the report
+    if cfg.get("report", True):
+        trainer.callbacks.append(recorder)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+    metrics["step"] = trainer.global_step
+
+    if trainer.is_global_zero:
+        run_dir = os.path.relpath(cfg.paths.output_dir)
+        tested = os.path.relpath(best) if best else "the final weights"
+        print(
+            f"\ntest/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  "
+            f"(val/acc {metrics.get('val/acc', float('nan')):.4f}; tested {tested})"
+        )
+        print(f"run saved in {run_dir}")
+        Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if recorder.predictions is not None:
+            write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics)
+    if (
+        trainer.world_size > 1
+    ):  # ranks leave together, their process group closed: gloo can abort a process exiting with it open
+        import torch.distributed
+
+        trainer.strategy.barrier()
+        torch.distributed.destroy_process_group()
+    return metrics
