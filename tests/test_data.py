@@ -57,13 +57,52 @@ def test_missing_files_without_download(tmp_path):
 
 
 def test_offline_download_fails_with_clear_message(tmp_path, monkeypatch):
-    from torchvision.datasets import MNIST
-
-    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
+    monkeypatch.setattr("mnistlab.data.download.MIRRORS", ("http://127.0.0.1:9/",))  # nothing listens there
     dm = MNISTDataModule(str(tmp_path), download=True)
     with pytest.raises(DataError, match="download failed") as err:
         dm.prepare_data()
     assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A local HTTP mirror serving the files of tmp_path/served."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_download_verifies_md5_and_falls_back_to_next_mirror(tmp_path, mirror, monkeypatch):
+    import hashlib
+
+    from mnistlab.data import download
+
+    served, url = mirror
+    write_mnist(tmp_path / "made")
+    for source in (tmp_path / "made/MNIST/raw").iterdir():
+        (served / source.name).write_bytes(source.read_bytes())
+    sums = {name: hashlib.md5((served / name).read_bytes()).hexdigest() for name in download.MD5}
+    monkeypatch.setattr(download, "MD5", sums)
+    monkeypatch.setattr(download, "MIRRORS", ("http://127.0.0.1:9/", url))  # the first is dead
+    dm = MNISTDataModule(str(tmp_path / "data"), download=True, val_size=10)
+    dm.prepare_data()
+    assert sorted(p.name for p in dm.raw_dir.iterdir()) == sorted(sums)  # no partial files left
+    assert len(dm.load("test")[1]) > 0
+
+    (served / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the published file")
+    (dm.raw_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz missing .* download failed"):
+        dm.prepare_data()
+    assert sorted(p.name for p in dm.raw_dir.iterdir()) == sorted(set(sums) - {"t10k-labels-idx1-ubyte.gz"})
 
 
 def test_corrupt_file_is_reported(tmp_path):

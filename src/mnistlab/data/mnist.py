@@ -8,6 +8,7 @@ import torch
 
 from mnistlab.data.augment import random_affine
 from mnistlab.data.batches import TensorBatches
+from mnistlab.data.download import download_missing
 from mnistlab.data.idx import read_idx
 from mnistlab.errors import DataError
 
@@ -15,21 +16,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
-def download_missing(raw_dir: Path) -> None:
-    """torchvision's mirrors and MD5 checksums fetch and verify whatever is missing."""
-    from torchvision.datasets import MNIST
-    from torchvision.datasets.utils import download_url
-
-    for filename, md5 in MNIST.resources:
-        for mirror in MNIST.mirrors:
-            if (raw_dir / filename).exists():
-                break
-            try:
-                download_url(mirror + filename, str(raw_dir), filename=filename, md5=md5)
-            except Exception:  # a dead mirror or no network: try the next, report below
-                (raw_dir / filename).unlink(missing_ok=True)
 
 
 class MNISTDataModule(L.LightningDataModule):
