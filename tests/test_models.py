@@ -14,6 +14,7 @@ NETS = [
     MLP(hidden=[64, 32], dropout=0.2),
     CNN(),
     CNN(channels=[8, 16, 16], kernel_size=3, fc_size=32, batch_norm=True),
+    CNN(channels=[24, 32], kernel_size=[5, 3], fc_size=256, batch_norm=True, padding="valid", pool_first=True),
     RowLSTM(),
     RowLSTM(input_proj=64, forget_bias=1.0),
     RowLSTM(hidden_size=16, cell="gru", num_layers=2, bidirectional=True),
@@ -31,6 +32,16 @@ def test_tutorial_cnn_shape():
     linears = [m for m in cnn.modules() if isinstance(m, torch.nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 32, (5, 5)), (32, 64, (5, 5))]
     assert [(fc.in_features, fc.out_features) for fc in linears] == [(7 * 7 * 64, 1024), (1024, 10)]
+
+
+def test_speedrun_cnn_shape():
+    """'valid' 5x5 then 3x3: 28 -> 24 -> pool 12 -> 10 -> pool 5; each pool straight after its convolution."""
+    cnn = CNN(channels=[24, 32], kernel_size=[5, 3], fc_size=256, batch_norm=True, padding="valid", pool_first=True)
+    kinds = [type(m).__name__ for m in cnn.features]
+    assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] * 2
+    assert [c.kernel_size for c in cnn.features if isinstance(c, torch.nn.Conv2d)] == [(5, 5), (3, 3)]
+    assert cnn.classifier[1].in_features == 32 * 5 * 5
+    assert cnn.features(torch.rand(2, 1, 28, 28)).shape == (2, 32, 5, 5)
 
 
 def test_dropout_only_while_training():
