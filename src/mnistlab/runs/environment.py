@@ -77,10 +77,21 @@ def environment() -> dict:
     }
 
 
-@functools.cache  # 0.2 s; a sweep's jobs share the process
+def name_and_version(dist: metadata.Distribution) -> tuple:
+    """From the metadata's header lines only: Distribution.metadata parses the whole file, descriptions too."""
+    header = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").split("\n\n", 1)[0]
+    fields: dict = {}
+    for line in header.splitlines():
+        key, separator, value = line.partition(": ")
+        if separator and key in ("Name", "Version") and key not in fields:
+            fields[key] = value.strip()
+    return fields.get("Name"), fields.get("Version")
+
+
+@functools.cache  # a sweep's jobs share the process
 def requirements() -> str:
     """name==version of every installed distribution (pip freeze's content, without a subprocess)."""
-    pins = {f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions() if dist.metadata["Name"]}
+    pins = {f"{name}=={version}" for name, version in map(name_and_version, metadata.distributions()) if name}
     return "\n".join(sorted(pins, key=str.lower)) + "\n"
 
 
