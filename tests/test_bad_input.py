@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TRAIN_FILES, run_script, write_mnist
-from tool_config import train_run
+from helpers import ROOT, TRAIN_FILES, run_script, write_mnist
+from helpers.tool_config import train_run
 
 TRAIN, EVAL, PREDICT, EXPORT = "train.py", "eval.py", "predict.py", "export.py"
 BENCHMARK, SUMMARY = "benchmarks/throughput.py", "-m mnistlab.sweeps.summary"

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import VAL_SIZE, run_script
+from helpers import VAL_SIZE, run_script
 
 MODELS = ("softmax", "mlp", "cnn", "lstm")
 

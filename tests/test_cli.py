@@ -1,7 +1,7 @@
 """train.py as a user runs it: start-up, multirun, and one-line errors for bad input."""
 
 import pytest
-from conftest import CONF, compose, quick_overrides, run_script
+from helpers import CONF, compose, quick_overrides, run_script
 
 from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 import yaml
-from conftest import run_script
+from helpers import run_script
 
 from mnistlab.sweeps.summary import summarize
 from mnistlab.tools.compare import compare

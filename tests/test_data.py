@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 import torch
-from conftest import N_TEST, N_TRAIN, VAL_SIZE, write_mnist
+from helpers import N_TEST, N_TRAIN, VAL_SIZE, write_mnist
 
 from mnistlab.data.batches import EpochPermutation, TensorBatches
 from mnistlab.data.idx import read_idx

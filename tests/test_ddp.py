@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import (
+from helpers import (
     ROOT,
     TEST_FILES,
     TRAIN_FILES,

@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, quick_overrides, run_script
-from tool_config import compose_tool, train_run
+from helpers import ROOT, quick_overrides, run_script
+from helpers.tool_config import compose_tool, train_run
 
 from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError, UserError
@@ -83,7 +83,7 @@ def test_watch_reports_each_new_checkpoint_once_and_stops_when_training_ends(mni
             "callbacks.recent.every_n_train_steps=4",
             "callbacks.recent.save_top_k=-1",
             f"hydra.run.dir={run_dir}",
-            "+callbacks.slow._target_=helper_callbacks.SleepEachStep",
+            "+callbacks.slow._target_=helpers.helper_callbacks.SleepEachStep",
             "+callbacks.slow.seconds=0.15",
         ],
         cwd=ROOT,

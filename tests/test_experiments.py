@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import CONF, compose, quick_overrides
+from helpers import CONF, compose, quick_overrides
 
 from mnistlab.config.train import validate
 from mnistlab.data.augment import random_affine

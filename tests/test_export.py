@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tool_config import compose_tool, train_run
+from helpers.tool_config import compose_tool, train_run
 
 from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError

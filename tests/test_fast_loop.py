@@ -7,7 +7,7 @@ import gc
 import lightning as L
 import pytest
 import torch
-from conftest import compose, quick_overrides
+from helpers import compose, quick_overrides
 from torchmetrics import MeanMetric
 
 from mnistlab.perf.fast_loop import FastEpochLoop

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-from conftest import run_script
-from tool_config import train_run
+from helpers import run_script
+from helpers.tool_config import train_run
 
 from mnistlab.runs.checkpoints import best_checkpoint
 from mnistlab.tools.eval import Evaluator

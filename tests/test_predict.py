@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import run_script
-from drawn_digits import draw_digit, write_drawn_mnist
+from helpers import run_script
+from helpers.drawn_digits import draw_digit, write_drawn_mnist
+from helpers.tool_config import compose_tool, train_run
 from PIL import Image
-from tool_config import compose_tool, train_run
 
 from mnistlab.tools.export import export
 from mnistlab.tools.images import ImageError, load_digit, to_mnist

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_script
+from helpers import run_script
 from PIL import Image
 
 from mnistlab.data.idx import read_idx

@@ -10,9 +10,9 @@ from importlib import metadata
 import pytest
 import torch
 import yaml
-from conftest import N_TEST, ROOT, TEST_FILES, run_script
+from helpers import N_TEST, ROOT, TEST_FILES, run_script
+from helpers.tool_config import compose_tool, train_run
 from PIL import Image
-from tool_config import compose_tool, train_run
 
 from mnistlab.callbacks.predictions import Predictions
 from mnistlab.data.idx import read_idx

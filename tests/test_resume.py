@@ -16,7 +16,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, compose, quick_overrides
+from helpers import ROOT, compose, quick_overrides
 from lightning.pytorch.callbacks import Callback
 
 from mnistlab.data.batches import TensorBatches
@@ -52,12 +52,12 @@ def train_script(*args, check=True):
 
 
 # a resumed run builds only allowed targets, or those of modules this command line trusts (README: Safety)
-TRUST_HELPERS = "trusted_modules=[helper_callbacks]"
+TRUST_HELPERS = "trusted_modules=[helpers.helper_callbacks]"
 
 
 def signal_at(step, signum, where="batch"):
     return [
-        "+callbacks.killer._target_=helper_callbacks.SignalAtStep",
+        "+callbacks.killer._target_=helpers.helper_callbacks.SignalAtStep",
         f"+callbacks.killer.step={step}",
         f"+callbacks.killer.signum={int(signum)}",
         f"+callbacks.killer.where={where}",

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 from mnistlab.runs.run_dir import claim_new_dir
 

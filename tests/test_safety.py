@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, ROOT, compose, quick_overrides, run_script
+from helpers import CONF, ROOT, compose, quick_overrides, run_script
+from helpers.tool_config import compose_tool, train_run
 from omegaconf import OmegaConf
-from tool_config import compose_tool, train_run
 
 from mnistlab.config.targets import check_targets
 from mnistlab.errors import CheckpointError, UnsafeConfigError, UserError

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, quick_overrides
+from helpers import ROOT, quick_overrides
 
 N_TRIALS = 4
 POSTGRES_URL = os.environ.get("MNISTLAB_TEST_POSTGRES_URL")  # .ci/run starts a server and sets it

@@ -8,7 +8,7 @@ import shutil
 import lightning as L
 import pytest
 import torch
-from conftest import compose, quick_overrides
+from helpers import compose, quick_overrides
 from lightning.pytorch.profilers import SimpleProfiler
 
 from mnistlab.callbacks.progress import ProgressBar

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import CONF, ROOT, quick_overrides, run_script, stand_in_slurm
+from helpers import CONF, ROOT, quick_overrides, run_script, stand_in_slurm
 
 from mnistlab.errors import ConfigError
 

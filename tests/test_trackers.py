@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import compose
-from tool_config import train_run
+from helpers import compose
+from helpers.tool_config import train_run
 
 RUN = ["model=softmax", "trainer.max_epochs=2"]
 

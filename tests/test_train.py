@@ -2,7 +2,7 @@ import csv
 
 import pytest
 import torch
-from conftest import compose, quick_overrides
+from helpers import compose, quick_overrides
 
 from mnistlab.training.train import train
 

@@ -1,4 +1,5 @@
-"""Callbacks for the tests' training subprocesses (tests/ is put on their PYTHONPATH)."""
+"""Callbacks for the tests' training subprocesses, named `helpers.helper_callbacks.<Name>` (tests/ is put on their
+PYTHONPATH)."""
 
 import os
 import time

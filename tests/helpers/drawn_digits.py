@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import numpy as np
-from conftest import TEST_FILES, TRAIN_FILES, write_idx
 from PIL import Image, ImageDraw, ImageFont
 
+from helpers import TEST_FILES, TRAIN_FILES, write_idx
 from mnistlab.tools.images import to_mnist
 
 

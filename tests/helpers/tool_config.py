@@ -3,8 +3,9 @@ runs trained in-process that look like train.py's (with the saved .hydra/config.
 
 from pathlib import Path
 
-from conftest import CONF, compose, quick_overrides
 from omegaconf import OmegaConf
+
+from helpers import CONF, compose, quick_overrides
 
 
 def compose_tool(name: str, overrides: list):
