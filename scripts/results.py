@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +45,6 @@ def run_once(experiment: str, seed: int, data_dir: str, out_dir: Path) -> dict:
         "val_acc": metrics.get("val/acc"),
         "steps": metrics["step"],
         "seconds": round(seconds, 1),
-        "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {cpu_count()} CPU cores",
     }
 
