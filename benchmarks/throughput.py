@@ -262,12 +262,12 @@ def choose_steps(cfg, train_data: tuple, args) -> int:
 def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> dict:
     """samples/s per contender: the median over the repeats, the contenders interleaved within each repeat."""
     from mnistlab.config.train import validate
-    from mnistlab.data.mnist import MNISTDataModule
+    from mnistlab.training.train import build_datamodule
 
     cfg = compose(overrides + [f"model={name}", "paths.output_dir=unused"])
     validate(cfg)
-    data = MNISTDataModule(cfg.data.data_dir, val_size=cfg.data.val_size, download=False, seed=0)
-    data.setup()
+    data = build_datamodule(cfg, download=False, seed=0)
+    data.setup("fit")
     train_data = data.splits["train"]  # the framework's own training tensors
     steps = args.steps or choose_steps(cfg, train_data, args)
     fit_steps = args.warmup + steps + 1  # the clock needs the start of the step after the last one
@@ -443,8 +443,8 @@ def main(argv=None) -> dict:
     import torch
 
     from mnistlab.config.train import validate
-    from mnistlab.data.mnist import MNISTDataModule
     from mnistlab.perf.speedups import cheap_cuda_checks
+    from mnistlab.training.train import build_datamodule
 
     cheap_cuda_checks()  # as train.py does; a plain loop without Lightning never has the slow check either
 
@@ -452,7 +452,7 @@ def main(argv=None) -> dict:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." once per fit
     cfg = compose(args.overrides + [f"model={args.models[0]}", "paths.output_dir=unused"])  # model.* overrides compose
     validate(cfg)
-    MNISTDataModule(cfg.data.data_dir, download=cfg.data.download).prepare_data()  # a clear message if missing
+    build_datamodule(cfg).prepare_data()  # a clear message if missing
     if cfg.threads is not None:  # every contender runs with the same thread count
         torch.set_num_threads(cfg.threads)
     print(

@@ -26,7 +26,7 @@ CASES = [
     (TRAIN, "seed=abc"),
     (TRAIN, "threads=0"),
     (TRAIN, "ema.decay=2"),
-    (TRAIN, "model=mlp model.hidden=[0]"),
+    (TRAIN, "model=mlp model.net.hidden=[0]"),
     (TRAIN, "data.val_size=100000 data.data_dir={data}"),
     (TRAIN, "trainer.precision=banana data.data_dir={data}"),
     (TRAIN, "trainer.accelerator=nonsense data.data_dir={data}"),
@@ -50,7 +50,7 @@ CASES = [
     (TRAIN, "ckpt_path={truncated_ckpt} data.data_dir={data}"),
     (TRAIN, "ckpt_path={foreign_ckpt} data.data_dir={data}"),
     (TRAIN, "ckpt_path={moved_ckpt} model=cnn data.data_dir={data}"),
-    (TRAIN, "ckpt_path={moved_ckpt} model=mlp model.hidden=[7] data.data_dir={data}"),
+    (TRAIN, "ckpt_path={moved_ckpt} model=mlp model.net.hidden=[7] data.data_dir={data}"),
     (TRAIN, "resume={tmp}"),
     (TRAIN, "resume={run} trainer.max_epochs=1"),
     (TRAIN, "resume={run} trainer.max_epochs=-1 trainer.max_steps=2"),
@@ -102,7 +102,7 @@ def places(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("bad-input")
     data = write_mnist(root / "data")
     run = root / "run"
-    train_run(data, run, ["model=mlp", "model.hidden=[16]", "+trainer.limit_train_batches=3"])
+    train_run(data, run, ["model=mlp", "model.net.hidden=[16]", "+trainer.limit_train_batches=3"])
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not a checkpoint, not a folder, not an image\n")
     [ckpt] = (run / "checkpoints").glob("epoch*.ckpt")

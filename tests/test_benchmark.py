@@ -53,9 +53,9 @@ def test_benchmark_rejects_unknown_models():
 
 
 def test_benchmark_rejects_a_bad_override_in_one_line():
-    result = run_script("benchmarks/throughput.py", "--models", "softmax", "model.hidden=[16]")
+    result = run_script("benchmarks/throughput.py", "--models", "softmax", "model.net.hidden=[16]")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: Could not override 'model.hidden'") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: Could not override 'model.net.hidden'") and "Traceback" not in result.stderr
 
 
 def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
@@ -79,7 +79,7 @@ def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
         f"data.data_dir={mnist_dir}",
         f"data.val_size={VAL_SIZE}",
         "threads=1",
-        "model.hidden=[16,8]",
+        "model.net.hidden=[16,8]",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n\n")[-1].splitlines()[1].split()[0] == "mlp"

@@ -28,7 +28,9 @@ def test_help_lists_each_config_group_with_its_options_but_not_the_schemas():
     )
     expected = {g: ", ".join(sorted(f.stem for f in (CONF / g).glob("*.yaml"))) for g in GROUPS}
     assert listed == expected
-    assert "schema/" not in result.stdout and "model:\n  _target_: mnistlab.models.cnn.CNN" in result.stdout
+    assert "schema/" not in result.stdout
+    classifier = "model:\n  _target_: mnistlab.training.classifier.Classifier\n  _recursive_: false\n  net:\n"
+    assert f"{classifier}    _target_: mnistlab.models.cnn.CNN" in result.stdout
 
 
 @pytest.mark.parametrize("group,option", [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))])
@@ -42,8 +44,8 @@ BAD_INPUT = {
     "optimizer.lr=abc": "optimizer.lr",
     "data.batch_size=0": "data.batch_size must be a positive integer",
     "optimizer.lr=-0.1": "optimizer.lr must be positive",
-    "model.dropout=1.0": "model.dropout must be in [0, 1)",
-    "model.dropout=-0.2": "model.dropout must be in [0, 1)",
+    "model.net.dropout=1.0": "model.net.dropout must be in [0, 1)",
+    "model.net.dropout=-0.2": "model.net.dropout must be in [0, 1)",
 }
 
 
@@ -57,8 +59,8 @@ def test_bad_input_gives_one_line_and_exit_2(override, tmp_path):
 
 
 def test_range_checks_live_in_the_schema(tmp_path):
-    cfg = compose([f"paths.output_dir={tmp_path}", "model=lstm", "model.cell=rnn"])
-    with pytest.raises(ConfigError, match="model.cell must be lstm or gru"):
+    cfg = compose([f"paths.output_dir={tmp_path}", "model=lstm", "model.net.cell=rnn"])
+    with pytest.raises(ConfigError, match="model.net.cell must be lstm or gru"):
         validate(cfg)
 
 

@@ -17,9 +17,9 @@ from mnistlab.tools.eval import evaluate
 # not the defaults (model=cnn with 32/64 channels): eval must rebuild this from the run's own config
 SMALL_CNN_WITH_EMA = [
     "model=cnn",
-    "model.channels=[4,8]",
-    "model.fc_size=32",
-    "model.kernel_size=3",
+    "model.net.channels=[4,8]",
+    "model.net.fc_size=32",
+    "model.net.kernel_size=3",
     "ema.enabled=true",
     "ema.decay=0.9",
     "optimizer.lr=3e-3",
@@ -54,6 +54,39 @@ def test_eval_on_the_validation_set_gives_the_best_checkpoints_score(trained):
     assert json.loads(output.read_text())["val/acc"] == metrics["val/acc"]
 
 
+def test_a_run_of_an_older_mnistlab_still_evaluates(trained, tmp_path):
+    """Runs saved before the network moved to model.net: their config's model was the network's own (training keys
+    beside its arguments), their data config had no _target_, their checkpoints' hyperparameters a `model` entry."""
+    import shutil
+
+    import torch
+    from omegaconf import OmegaConf
+
+    from mnistlab.config.targets import check_targets
+    from mnistlab.runs.run_dir import saved_config
+
+    run_dir, trained_metrics = trained
+    old = shutil.copytree(run_dir, tmp_path / "old", ignore=shutil.ignore_patterns("eval"))
+    training_keys = ("l2", "label_smoothing", "init", "init_std", "init_bias")
+    cfg = OmegaConf.load(old / ".hydra" / "config.yaml")
+    cfg.model = {**cfg.model.net, **{key: cfg.model[key] for key in training_keys}}
+    del cfg.data["_target_"], cfg.data["seed"]
+    OmegaConf.save(cfg, old / ".hydra" / "config.yaml")
+    for path in (old / "checkpoints").glob("*.ckpt"):
+        checkpoint = torch.load(path, weights_only=True)
+        hparams = checkpoint["hyper_parameters"]
+        model = {**hparams.pop("net"), **{key: hparams.pop(key) for key in training_keys}}
+        checkpoint["hyper_parameters"] = {"model": model, **hparams}
+        torch.save(checkpoint, path)
+
+    upgraded = saved_config(old)  # what resume=, eval.py and export.py read
+    assert upgraded.model.net._target_ == "mnistlab.models.cnn.CNN" and upgraded.model.net.channels == [4, 8]
+    assert upgraded.data._target_ == "mnistlab.data.mnist.MNISTDataModule"
+    check_targets(upgraded.model, source="old", run_config=True)
+    metrics = evaluate(compose_tool("eval", [f"ckpt_path={old}", f"output={tmp_path / 'metrics.json'}"]))
+    assert abs(metrics["test/acc"] - trained_metrics["test/acc"]) <= 1e-4
+
+
 def test_eval_settings_are_checked():
     with pytest.raises(ConfigError, match="split must be test or val"):
         validate(compose_tool("eval", ["ckpt_path=x", "split=train"]))
@@ -78,7 +111,7 @@ def test_watch_reports_each_new_checkpoint_once_and_stops_when_training_ends(mni
             "train.py",
             *quick,
             "model=mlp",
-            "model.hidden=[16]",
+            "model.net.hidden=[16]",
             "trainer.max_epochs=3",
             "callbacks.recent.every_n_train_steps=4",
             "callbacks.recent.save_top_k=-1",

@@ -16,9 +16,9 @@ from mnistlab.tools.export import export
 
 ARCHITECTURES = {
     "softmax": ["model=softmax"],
-    "mlp": ["model=mlp", "model.hidden=[32]", "ema.enabled=true", "ema.decay=0.5"],  # exports the EMA weights
-    "cnn": ["model=cnn", "model.channels=[4,8]", "model.fc_size=32", "model.batch_norm=true"],
-    "lstm": ["model=lstm", "model.hidden_size=16", "model.input_proj=8", "model.bidirectional=true"],
+    "mlp": ["model=mlp", "model.net.hidden=[32]", "ema.enabled=true", "ema.decay=0.5"],  # exports the EMA weights
+    "cnn": ["model=cnn", "model.net.channels=[4,8]", "model.net.fc_size=32", "model.net.batch_norm=true"],
+    "lstm": ["model=lstm", "model.net.hidden_size=16", "model.net.input_proj=8", "model.net.bidirectional=true"],
 }
 
 # Run in a fresh interpreter where importing mnistlab fails: the files must stand alone.

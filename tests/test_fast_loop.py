@@ -118,8 +118,8 @@ def test_fast_loop_trains_exactly_as_lightnings_loop(mnist_dir, tmp_path):
         tmp_path,
         [
             "model=mlp",
-            "model.hidden=[32]",
-            "model.dropout=0.2",
+            "model.net.hidden=[32]",
+            "model.net.dropout=0.2",
             "model.l2=0.001",
             "ema.enabled=true",
             "optimizer=sgd",
@@ -171,7 +171,7 @@ def test_fast_loop_trains_exactly_as_lightnings_loop_in_bf16(mnist_dir, tmp_path
     fast, _, calls = same_training(
         mnist_dir,
         tmp_path,
-        ["model=lstm", "model.hidden_size=16", "trainer.precision=bf16-mixed"],
+        ["model=lstm", "model.net.hidden_size=16", "trainer.precision=bf16-mixed"],
         callbacks=(MetricProbe,),
     )
     assert fast.fit_loop.epoch_loop.fast

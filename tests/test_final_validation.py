@@ -11,7 +11,7 @@ from helpers.tool_config import train_run
 from mnistlab.runs.checkpoints import best_checkpoint
 from mnistlab.tools.eval import Evaluator
 
-SMALL = ["model=mlp", "model.hidden=[16]"]
+SMALL = ["model=mlp", "model.net.hidden=[16]"]
 STEPS_PER_EPOCH = 16  # (600 - VAL_SIZE) images in batches of 32
 
 

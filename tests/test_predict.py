@@ -35,7 +35,14 @@ def model_dir(tmp_path_factory):
     metrics = train_run(
         data_dir,
         run_dir,
-        ["model=mlp", "model.hidden=[64]", "trainer.max_epochs=5", "optimizer.lr=5e-3", "data.val_size=200", "seed=0"],
+        [
+            "model=mlp",
+            "model.net.hidden=[64]",
+            "trainer.max_epochs=5",
+            "optimizer.lr=5e-3",
+            "data.val_size=200",
+            "seed=0",
+        ],
     )
     assert metrics["test/acc"] > 0.95
     return run_dir

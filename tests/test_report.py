@@ -20,7 +20,7 @@ from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
 from mnistlab.runs.report import main as report_main
 from mnistlab.tools.eval import evaluate
 
-OVERRIDES = ["model=mlp", "model.hidden=[16]", "seed=0", "optimizer.lr=1e-3", "report=true"]
+OVERRIDES = ["model=mlp", "model.net.hidden=[16]", "seed=0", "optimizer.lr=1e-3", "report=true"]
 PNG = b"\x89PNG"
 
 
@@ -59,7 +59,7 @@ def test_report_holds_the_tested_checkpoints_test_results(run, mnist_dir):
     true, predicted, count = expected.most_confused()[0]
     confused = text.split("## Most confused pairs")[1]
     assert row_cells(confused, str(true))[:2] == [str(predicted), str(count)]  # the most confused pair first
-    assert "python train.py model=mlp 'model.hidden=[16]' seed=0 optimizer.lr=1e-3 report=true" in text
+    assert "python train.py model=mlp 'model.net.hidden=[16]' seed=0 optimizer.lr=1e-3 report=true" in text
     assert "![report](report.png)" in text
     with Image.open(run_dir / "report.png") as picture:
         assert picture.format == "PNG" and picture.size == (1200, 720)
@@ -146,7 +146,7 @@ def test_env_json_and_requirements_describe_the_run(run):
 
 def test_a_run_that_fails_still_records_its_environment(mnist_dir, tmp_path):
     with pytest.raises(Exception, match="training diverged"):
-        train_run(mnist_dir, tmp_path, ["model=mlp", "model.hidden=[16]", "optimizer=sgd", "optimizer.lr=1e20"])
+        train_run(mnist_dir, tmp_path, ["model=mlp", "model.net.hidden=[16]", "optimizer=sgd", "optimizer.lr=1e20"])
     assert not (tmp_path / "metrics.json").exists()
     assert json.loads((tmp_path / "env.json").read_text())["torch"] == metadata.version("torch")
     assert (tmp_path / "requirements.txt").stat().st_size > 0

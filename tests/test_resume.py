@@ -26,8 +26,8 @@ TESTS = ROOT / "tests"
 # dropout and augmentation (random state), EMA, the cosine schedule: all must survive a resume
 RUN = [
     "model=mlp",
-    "model.hidden=[32]",
-    "model.dropout=0.3",
+    "model.net.hidden=[32]",
+    "model.net.dropout=0.3",
     "ema.enabled=true",
     "data.augment.shift=2",
     "seed=0",

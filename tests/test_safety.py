@@ -145,20 +145,20 @@ def load_second_file(bait, target="torch.load"):
 
 # name: (hyperparameters replaced in the checkpoint, what the one-line refusal names)
 PAYLOADS = {
-    "open-w": (lambda b: {"model": open_for_writing(b)}, "builtins.open"),
+    "open-w": (lambda b: {"net": open_for_writing(b)}, "builtins.open"),
     "positional-args": (
-        lambda b: {"model": {"_target_": "builtins.open", "_args_": [str(b.existing), "w"]}},
+        lambda b: {"net": {"_target_": "builtins.open", "_args_": [str(b.existing), "w"]}},
         "builtins.open",
     ),
-    "os-system": (lambda b: {"model": {"_target_": "os.system", "_args_": [f"touch {b.created}"]}}, "os.system"),
-    "torch-load": (lambda b: {"model": load_second_file(b)}, "torch.load"),
+    "os-system": (lambda b: {"net": {"_target_": "os.system", "_args_": [f"touch {b.created}"]}}, "os.system"),
+    "torch-load": (lambda b: {"net": load_second_file(b)}, "torch.load"),
     "nested": (
-        lambda b: {"model": {"_target_": "mnistlab.models.mlp.MLP", "hidden": [open_for_writing(b)]}},
-        "model.hidden[0]._target_='builtins.open'",
+        lambda b: {"net": {"_target_": "mnistlab.models.mlp.MLP", "hidden": [open_for_writing(b)]}},
+        "net.hidden[0]._target_='builtins.open'",
     ),
     "attribute-chain": (
         lambda b: {
-            "model": {
+            "net": {
                 "_target_": "mnistlab.models.mlp.nn.modules.module.torch.save",
                 "obj": "overwritten",
                 "f": str(b.existing),
@@ -168,20 +168,20 @@ PAYLOADS = {
     ),
     "interpolation": (
         lambda b: {
-            "model": {
+            "net": {
                 "_target_": "mnistlab.models.mlp.MLP",
                 "hidden": "${oc.create:{_target_: builtins.open, file: '%s', mode: w}}" % b.existing,
             }
         },
         "${oc.create:",
     ),
-    "import-time": (lambda b: {"model": {"_target_": f"{b.module}.Net"}}, "model._target_='bait_"),
+    "import-time": (lambda b: {"net": {"_target_": f"{b.module}.Net"}}, "net._target_='bait_"),
     "optimizer": (
         lambda b: {"optimizer": load_second_file(b, "torch.optim.adam.torch.load")},
         "optimizer._target_='torch.optim.adam.torch.load'",
     ),
     "scheduler": (lambda b: {"scheduler": open_for_writing(b)}, "scheduler._target_='builtins.open'"),
-    "trusts-itself": (lambda b: {"trusted_modules": ["builtins"], "model": open_for_writing(b)}, "trusted_modules"),
+    "trusts-itself": (lambda b: {"trusted_modules": ["builtins"], "net": open_for_writing(b)}, "trusted_modules"),
 }
 
 
@@ -275,13 +275,19 @@ def test_every_target_in_conf_is_allowed():
     found = {}
     for path in CONF.rglob("*.yaml"):
         if "hydra" not in path.relative_to(CONF).parts:
-            for target in re.findall(r"^\s*_target_:\s*(\S+)", path.read_text(), re.MULTILINE):
-                found[target] = path.relative_to(CONF).parts[0]
-    assert len(found) >= 15, found
+            for indent, target in re.findall(r"^( *)_target_: *(\S+)", path.read_text(), re.MULTILINE):
+                group = path.relative_to(CONF).parts[0]
+                found[target] = "net" if group == "model" and indent else group  # model.net._target_: a network
+    assert len(found) >= 17, found
+    assert found["mnistlab.training.classifier.Classifier"] == "model"
+    assert found["mnistlab.data.mnist.MNISTDataModule"] == "data"
     for target, group in found.items():
         check_targets({"x": {"_target_": target}}, source=target, run_config=True)
-        if group in ("model", "optimizer", "scheduler"):
-            check_targets({"x": {"_target_": target}}, source=target)  # what a Classifier builds
+        if group in ("net", "optimizer", "scheduler"):
+            check_targets({"x": {"_target_": target}}, source=target)  # what a Classifier builds (checkpoints)
+        else:  # nor may a checkpoint's hyperparameters name the data module or a Classifier
+            with pytest.raises(UnsafeConfigError):
+                check_targets({"x": {"_target_": target}}, source=target)
 
 
 def script(*args, env_path: Path = None, **env) -> subprocess.CompletedProcess:
@@ -342,6 +348,14 @@ ENTRY_POINTS = {
         {"callbacks.evil": "torch-load"},
         lambda run, tmp, data: ["train.py", f"resume={run}", "trainer.max_epochs=2"],
     ),
+    # the data module (and the Classifier) come from the saved config too: what `data` names is checked first
+    "train-resume-data-module": (
+        None,
+        {"data.augment": "os-system"},
+        lambda run, tmp, data: ["train.py", f"resume={run}", "trainer.max_epochs=2"],
+    ),
+    "eval-data-module": (None, {"data": "open-w"}, lambda run, tmp, data: ["eval.py", f"ckpt_path={run}"]),
+    "export-data-module": (None, {"data": "attribute-chain"}, lambda run, tmp, data: ["export.py", f"ckpt_path={run}"]),
 }
 
 
@@ -350,7 +364,7 @@ def test_every_entry_point_refuses_in_one_line_and_runs_nothing(entry, real_run,
     bait = Bait(tmp_path / "bait")
     in_checkpoint, in_config, command = ENTRY_POINTS[entry]
     hparams, named = PAYLOADS[in_checkpoint] if in_checkpoint else (lambda b: {}, None)
-    config = {key: PAYLOADS[name][0](bait)["model"] for key, name in (in_config or {}).items()}
+    config = {key: PAYLOADS[name][0](bait)["net"] for key, name in (in_config or {}).items()}
     run = craft(real_run, tmp_path / "run", hparams(bait), config)
     result = script(*command(run, tmp_path, mnist_dir), env_path=bait.folder)
     bait.assert_untouched()
@@ -374,12 +388,12 @@ def test_a_trusted_module_is_built_only_when_this_command_line_trusts_it(mnist_d
     monkeypatch.syspath_prepend(str(tmp_path))
     run = tmp_path / "run"
     train_run(
-        mnist_dir, run, ["model=mlp", f"model._target_={module}.Net", f"trusted_modules=[{module}]", "report=false"]
+        mnist_dir, run, ["model=mlp", f"model.net._target_={module}.Net", f"trusted_modules=[{module}]", "report=false"]
     )
     checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
-    assert checkpoint["hyper_parameters"]["model"]["_target_"] == f"{module}.Net"
+    assert checkpoint["hyper_parameters"]["net"]["_target_"] == f"{module}.Net"
     assert "trusted_modules" not in checkpoint["hyper_parameters"]  # the trust is never saved with the weights
-    with pytest.raises(UnsafeConfigError, match=f"refused to build model._target_='{module}.Net'"):
+    with pytest.raises(UnsafeConfigError, match=f"refused to build net._target_='{module}.Net'"):
         load_classifier(run / "checkpoints" / "last.ckpt")
     assert load_classifier(run / "checkpoints" / "last.ckpt", [module])[0].net[1].__class__.__module__ == module
 

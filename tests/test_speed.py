@@ -16,8 +16,8 @@ from mnistlab.perf.profiler import NoProfiler
 from mnistlab.perf.speedups import apply_speedups
 from mnistlab.training.train import build, build_classifier, train
 
-SMALL_CNN = ["model=cnn", "model.channels=[4,8]", "model.fc_size=32"]
-SMALL_LSTM = ["model=lstm", "model.hidden_size=16"]
+SMALL_CNN = ["model=cnn", "model.net.channels=[4,8]", "model.net.fc_size=32"]
+SMALL_LSTM = ["model=lstm", "model.net.hidden_size=16"]
 
 
 def metric_rows(run_dir, name):
@@ -115,7 +115,7 @@ def test_compiled_training_learns(mnist_dir, tmp_path):
     metrics = train(
         compose(
             quick_overrides(mnist_dir, tmp_path)
-            + ["model=mlp", "model.hidden=[32]", "optimizer.lr=1e-2", "compile=true", "trainer.max_epochs=3"]
+            + ["model=mlp", "model.net.hidden=[32]", "optimizer.lr=1e-2", "compile=true", "trainer.max_epochs=3"]
         )
     )
     assert metrics["test/acc"] > 0.5

@@ -11,7 +11,7 @@ from helpers import CONF, ROOT, quick_overrides, run_script, stand_in_slurm
 
 from mnistlab.errors import ConfigError
 
-MLP = ["model=mlp", "model.hidden=[16]"]
+MLP = ["model=mlp", "model.net.hidden=[16]"]
 
 
 def sweep_overrides(mnist_dir, sweep_dir) -> list:
@@ -82,7 +82,7 @@ def test_grid_failure_cap_stops_the_sweep(mnist_dir, tmp_path):
         "train.py",
         "-m",
         *MLP,
-        "model.dropout=1.5,1.6,0.0",
+        "model.net.dropout=1.5,1.6,0.0",
         "hydra.sweeper.max_batch_size=1",
         "hydra.sweeper.max_failure_rate=0.3",
         *sweep_overrides(mnist_dir, sweep),
@@ -90,7 +90,7 @@ def test_grid_failure_cap_stops_the_sweep(mnist_dir, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: sweep stopped: 1 of 3 jobs failed, more than max_failure_rate=0.3 allows; "
-        "last error: ConfigError: model.dropout must be in [0, 1), got 1.5"
+        "last error: ConfigError: model.net.dropout must be in [0, 1), got 1.5"
     )
     assert not (sweep / "1").exists()  # stopped after the first batch ...
     assert [r["status"] for r in read_summary(sweep)] == ["failed"]  # ... and still summarised
@@ -186,7 +186,7 @@ def test_optuna_failure_cap_and_test_metric_refused(mnist_dir, tmp_path):
         "-m",
         "hydra/sweeper=mnistlab_optuna",
         *MLP,
-        "model.dropout=interval(1.0, 2.0)",
+        "model.net.dropout=interval(1.0, 2.0)",
         *sweep_overrides(mnist_dir, sweep),
     ]
     result = run_script(*common, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25")
@@ -196,11 +196,11 @@ def test_optuna_failure_cap_and_test_metric_refused(mnist_dir, tmp_path):
         .splitlines()[-1]
         .startswith(
             "error: sweep stopped: 2 of 4 trials failed, more than max_failure_rate=0.25 allows; last error: "
-            "ConfigError: model.dropout must be in [0, 1)"
+            "ConfigError: model.net.dropout must be in [0, 1)"
         )
     )
-    assert [t.user_attrs["error"][:41] for t in load_study(sweep).trials] == [
-        "ConfigError: model.dropout must be in [0,"
+    assert [t.user_attrs["error"][:45] for t in load_study(sweep).trials] == [
+        "ConfigError: model.net.dropout must be in [0,"
     ] * 2
     assert [r["status"] for r in read_summary(sweep)] == ["failed", "failed"]
 
@@ -298,9 +298,9 @@ def test_each_search_space_covers_the_usual_hyperparameters(search):
     assert fixed == []
     assert space["optimizer.lr"] == FloatDistribution(1e-4, 1e-2, log=True)
     assert isinstance(space["data.batch_size"], CategoricalDistribution)
-    assert isinstance(space["model.dropout"], FloatDistribution)
+    assert isinstance(space["model.net.dropout"], FloatDistribution)
     assert 0.0 in space["optimizer.weight_decay"].choices
-    hidden = space["model.fc_size" if search == "cnn_optuna" else "model.hidden_size"]
+    hidden = space["model.net.fc_size" if search == "cnn_optuna" else "model.net.hidden_size"]
     assert isinstance(hidden, (CategoricalDistribution, IntDistribution))
 
 

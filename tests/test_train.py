@@ -8,9 +8,9 @@ from mnistlab.training.train import train
 
 SMALL = {
     "softmax": [],
-    "mlp": ["model.hidden=[64]"],
-    "cnn": ["model.channels=[8,16]", "model.fc_size=64"],
-    "lstm": ["model.hidden_size=64", "model.input_proj=16"],
+    "mlp": ["model.net.hidden=[64]"],
+    "cnn": ["model.net.channels=[8,16]", "model.net.fc_size=64"],
+    "lstm": ["model.net.hidden_size=64", "model.net.input_proj=16"],
 }
 LEARNING_RATE = {"adam": "optimizer.lr=1e-2", "sgd": "optimizer.lr=0.1 optimizer.momentum=0.9"}
 SLOW_LEARNERS = {("lstm", "sgd"): ["optimizer.lr=1.0"]}  # plain SGD moves an LSTM slowly
@@ -56,7 +56,7 @@ def test_same_seed_gives_identical_metrics(mnist_dir, tmp_path):
 def test_sgd_with_exponential_decay_l2_and_ema(mnist_dir, tmp_path):
     overrides = quick_overrides(mnist_dir, tmp_path) + [
         "model=mlp",
-        "model.hidden=[64]",
+        "model.net.hidden=[64]",
         "model.l2=1e-4",
         "model.init=trunc_normal",
         "optimizer=sgd",
@@ -81,7 +81,7 @@ def test_checkpoint_loads_weights_only(mnist_dir, tmp_path):
 
     train(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax"]))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    assert isinstance(torch.load(ckpt, weights_only=True)["hyper_parameters"]["model"], dict)
+    assert isinstance(torch.load(ckpt, weights_only=True)["hyper_parameters"]["net"], dict)
     model = Classifier.load_from_checkpoint(ckpt)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 

@@ -2,8 +2,9 @@
 is data, and what it names is checked here before anything of it is imported or called.
 
 A target must be exactly `<module>.<Name>`: <module> one of the modules of network_rules() (mnistlab's
-networks and schedulers, torch.optim) or, for a run's saved config, run_rules() (also Lightning's
-trainer, callbacks, loggers and profilers), and Name an object of the kind that rule expects; or
+networks and schedulers, torch.optim) or, for a run's saved config, run_rules() (also mnistlab's data
+modules and Classifier, Lightning's trainer, callbacks, loggers and profilers), and Name an object of
+the kind that rule expects; or
 <module> inside a module the user trusts on the command line (`trusted_modules=[mypkg.nets]`, never
 taken from the file itself), with Name defined there. The module part is compared as a whole: a
 prefix check would let attribute chains through (`torch.optim.adam.torch.load` is torch.load).
@@ -17,7 +18,10 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 from mnistlab.errors import ConfigError, UnsafeConfigError
 
 NETWORK_KINDS = "mnistlab.models networks, torch.optim optimizers, mnistlab.training.schedulers"
-RUN_KINDS = f"{NETWORK_KINDS}, lightning.pytorch.Trainer, Lightning's and mnistlab's callbacks, loggers, profilers"
+RUN_KINDS = (
+    f"{NETWORK_KINDS}, mnistlab.data's data modules, mnistlab.training.classifier.Classifier, "
+    "lightning.pytorch.Trainer, Lightning's and mnistlab's callbacks, loggers, profilers"
+)
 
 
 def subclass_of(module: str, name: str, defined_here: bool = False) -> Callable[[object, str], bool]:
@@ -53,12 +57,20 @@ def network_rules() -> Dict[str, Callable[[object, str], bool]]:
 
 
 def run_rules() -> Dict[str, Callable[[object, str], bool]]:
-    """What a run's config builds besides: the trainer, its callbacks, loggers and profiler (conf/)."""
+    """What a run's config builds besides: the data module (conf/data/), the LightningModule (conf/model/),
+    the trainer, its callbacks, loggers and profiler (conf/)."""
+    import mnistlab.data  # the package only: its modules are listed, not imported
+
     callback = ("lightning.pytorch.callbacks", "Callback")
     logger = ("lightning.pytorch.loggers", "Logger")
     profiler = ("lightning.pytorch.profilers", "Profiler")
     return {
         **network_rules(),
+        **{
+            f"mnistlab.data.{info.name}": subclass_of("lightning.pytorch", "LightningDataModule", defined_here=True)
+            for info in pkgutil.iter_modules(mnistlab.data.__path__)
+        },
+        "mnistlab.training.classifier": subclass_of("lightning.pytorch", "LightningModule", defined_here=True),
         "lightning.pytorch": the_class("lightning.pytorch", "Trainer"),
         "lightning.pytorch.callbacks": subclass_of(*callback),
         "lightning.pytorch.loggers": subclass_of(*logger),

@@ -48,13 +48,17 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
+    """conf/data/mnist.yaml: the arguments of mnistlab.data.mnist.MNISTDataModule."""
+
+    _target_: str = "mnistlab.data.mnist.MNISTDataModule"
     data_dir: str = "data"
     batch_size: int = 64
     eval_batch_size: int = 1000
     val_size: int = 5000
     download: bool = True
-    mean: float = 0.1307
+    mean: float = 0.1307  # the input normalisation: the model's (model.mean: ${data.mean}), kept here with the data
     std: float = 0.3081
+    seed: Optional[int] = None  # of the batch order; conf/data/mnist.yaml: ${seed}
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -65,16 +69,108 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    """Keys every model has; the rest are the network's constructor arguments."""
+class NetConfig:
+    """model.net: a network's constructor arguments (mnistlab.models)."""
 
     _target_: str = MISSING
+    num_classes: int = 10
+
+
+@dataclass
+class SoftmaxNetConfig(NetConfig):
+    pass
+
+
+@dataclass
+class MLPNetConfig(NetConfig):
+    hidden: List[int] = MISSING
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(all(h > 0 for h in self.hidden), "model.net.hidden", "must hold positive sizes", self.hidden)
+        check_dropout("model.net.dropout", self.dropout)
+
+
+@dataclass
+class CNNNetConfig(NetConfig):
+    channels: List[int] = MISSING
+    kernel_size: Any = 5  # one for all layers, or a list of one per layer
+    fc_size: int = 1024
+    dropout: float = 0.5
+    batch_norm: bool = False
+    padding: str = "same"  # or valid
+    pool_first: bool = False  # conv-pool-norm-ReLU instead of conv-norm-ReLU-pool
+
+    def __post_init__(self) -> None:
+        require(
+            len(self.channels) > 0 and all(c > 0 for c in self.channels),
+            "model.net.channels",
+            "must hold positive sizes",
+            self.channels,
+        )
+        require(self.padding in ("same", "valid"), "model.net.padding", "must be same or valid", self.padding)
+        kernels = [self.kernel_size] if isinstance(self.kernel_size, int) else list(self.kernel_size)
+        require(
+            all(isinstance(k, int) and k > 0 and (k % 2 == 1 or self.padding == "valid") for k in kernels)
+            and (isinstance(self.kernel_size, int) or len(kernels) == len(self.channels)),
+            "model.net.kernel_size",
+            "must be a positive odd integer (any size with padding valid), or a list of one per channels entry",
+            self.kernel_size,
+        )
+        require(self.fc_size > 0, "model.net.fc_size", "must be a positive integer", self.fc_size)
+        check_dropout("model.net.dropout", self.dropout)
+
+
+@dataclass
+class LSTMNetConfig(NetConfig):
+    hidden_size: int = 128
+    input_proj: Optional[int] = None
+    cell: str = "lstm"
+    num_layers: int = 1
+    bidirectional: bool = False
+    forget_bias: Optional[float] = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_dropout("model.net.dropout", self.dropout)
+        require(self.hidden_size > 0, "model.net.hidden_size", "must be a positive integer", self.hidden_size)
+        require(
+            self.input_proj is None or self.input_proj > 0,
+            "model.net.input_proj",
+            "must be null or a positive integer",
+            self.input_proj,
+        )
+        require(self.cell in ("lstm", "gru"), "model.net.cell", "must be lstm or gru", self.cell)
+        require(self.num_layers > 0, "model.net.num_layers", "must be a positive integer", self.num_layers)
+        require(
+            self.forget_bias is None or self.cell == "lstm",
+            "model.net.forget_bias",
+            "only applies to cell=lstm",
+            self.forget_bias,
+        )
+
+
+@dataclass
+class ClassifierConfig:
+    """conf/model/<name>.yaml: the arguments of the LightningModule, mnistlab.training.classifier.Classifier.
+
+    It builds its network (net), optimizer and scheduler itself from these plain values, which it keeps as
+    its hyperparameters (_recursive_: false), so that checkpoints load weights-only. optimizer, scheduler,
+    ema, mean and std come from conf/train.yaml (${optimizer}, ..., ${data.mean}) for every model."""
+
+    _target_: str = "mnistlab.training.classifier.Classifier"
+    _recursive_: bool = False
+    net: Any = MISSING
     l2: float = 0.0  # penalty l2 * sum(w**2) / 2 on weights only, as TF's l2_regularizer
     label_smoothing: float = 0.0  # of the training loss (validation and test losses stay plain)
     init: str = "default"  # default (PyTorch's) | normal | trunc_normal, for linear and conv layers
     init_std: float = 0.1
     init_bias: float = 0.0
-    num_classes: int = 10
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    ema: Any = None
+    mean: float = 0.0
+    std: float = 1.0
 
     def __post_init__(self) -> None:
         require(self.l2 >= 0, "model.l2", "must be >= 0", self.l2)
@@ -86,78 +182,27 @@ class ModelConfig:
             self.init,
         )
         require(self.init_std > 0, "model.init_std", "must be positive", self.init_std)
+        require(self.std > 0, "model.std", "must be positive", self.std)
 
 
 @dataclass
-class SoftmaxConfig(ModelConfig):
-    pass
+class SoftmaxConfig(ClassifierConfig):
+    net: SoftmaxNetConfig = MISSING
 
 
 @dataclass
-class MLPConfig(ModelConfig):
-    hidden: List[int] = MISSING
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(all(h > 0 for h in self.hidden), "model.hidden", "must hold positive sizes", self.hidden)
-        check_dropout("model.dropout", self.dropout)
+class MLPConfig(ClassifierConfig):
+    net: MLPNetConfig = MISSING
 
 
 @dataclass
-class CNNConfig(ModelConfig):
-    channels: List[int] = MISSING
-    kernel_size: int = 5
-    fc_size: int = 1024
-    dropout: float = 0.5
-    batch_norm: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(
-            len(self.channels) > 0 and all(c > 0 for c in self.channels),
-            "model.channels",
-            "must hold positive sizes",
-            self.channels,
-        )
-        require(
-            self.kernel_size > 0 and self.kernel_size % 2 == 1,
-            "model.kernel_size",
-            "must be a positive odd integer",
-            self.kernel_size,
-        )
-        require(self.fc_size > 0, "model.fc_size", "must be a positive integer", self.fc_size)
-        check_dropout("model.dropout", self.dropout)
+class CNNConfig(ClassifierConfig):
+    net: CNNNetConfig = MISSING
 
 
 @dataclass
-class LSTMConfig(ModelConfig):
-    hidden_size: int = 128
-    input_proj: Optional[int] = None
-    cell: str = "lstm"
-    num_layers: int = 1
-    bidirectional: bool = False
-    forget_bias: Optional[float] = None
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_dropout("model.dropout", self.dropout)
-        require(self.hidden_size > 0, "model.hidden_size", "must be a positive integer", self.hidden_size)
-        require(
-            self.input_proj is None or self.input_proj > 0,
-            "model.input_proj",
-            "must be null or a positive integer",
-            self.input_proj,
-        )
-        require(self.cell in ("lstm", "gru"), "model.cell", "must be lstm or gru", self.cell)
-        require(self.num_layers > 0, "model.num_layers", "must be a positive integer", self.num_layers)
-        require(
-            self.forget_bias is None or self.cell == "lstm",
-            "model.forget_bias",
-            "only applies to cell=lstm",
-            self.forget_bias,
-        )
+class LSTMConfig(ClassifierConfig):
+    net: LSTMNetConfig = MISSING
 
 
 @dataclass
@@ -254,10 +299,10 @@ class EMAConfig:
 class TrainConfig:
     """Top level of conf/train.yaml; groups without a schema stay untyped."""
 
-    model: Any = MISSING
+    model: Any = MISSING  # the LightningModule (conf/model/)
     optimizer: Any = MISSING
     scheduler: Any = None
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = MISSING  # the LightningDataModule (conf/data/)
     ema: EMAConfig = field(default_factory=EMAConfig)
     trainer: Any = MISSING
     callbacks: Any = None
@@ -278,7 +323,14 @@ class TrainConfig:
 
 
 SCHEMAS = {
-    "model": {"softmax": SoftmaxConfig, "mlp": MLPConfig, "cnn": CNNConfig, "lstm": LSTMConfig},
+    "data": {"mnist": DataConfig},
+    "model": {
+        "classifier": ClassifierConfig,  # any network: /schema/model/classifier@_here_ in a model of your own
+        "softmax": SoftmaxConfig,
+        "mlp": MLPConfig,
+        "cnn": CNNConfig,
+        "lstm": LSTMConfig,
+    },
     "optimizer": {"adam": AdamConfig, "sgd": SGDConfig},
     "scheduler": {"exponential": ExponentialDecayConfig, "cosine": CosineConfig, "one_cycle": OneCycleConfig},
 }

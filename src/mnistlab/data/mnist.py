@@ -18,7 +18,16 @@ FILES = {
 }
 
 
+# The splits each stage of Lightning's uses (setup loads only those: evaluating needs no training images).
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
 class MNISTDataModule(L.LightningDataModule):
+    """Built from conf/data/mnist.yaml (its `_target_`): every key of that config is an argument here.
+
+    mean and std are the input normalisation that the model folds in (conf/train.yaml: model.mean is
+    ${data.mean}): the batches stay in [0, 1], and they are kept here as a description of the data."""
+
     def __init__(
         self,
         data_dir: str = "data",
@@ -26,6 +35,8 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 1000,
         val_size: int = 5000,
         download: bool = True,
+        mean: float = 0.1307,
+        std: float = 0.3081,
         seed: Optional[int] = None,
         augment: Optional[dict] = None,
     ):
@@ -34,6 +45,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.download = val_size, download
+        self.mean, self.std = mean, std
         self.augment = {"shift": 0.0, "rotate": 0.0, "scale": 0.0, **(augment or {})}
         self.seed = seed if seed is not None else int(torch.randint(2**31, ()).item())
         self.splits: dict = {}
@@ -62,22 +74,24 @@ class MNISTDataModule(L.LightningDataModule):
         return images, labels.long()
 
     def setup(self, stage: Optional[str] = None) -> None:
-        if self.splits:
+        """Loads the splits `stage` uses (all three for None), once each."""
+        wanted = STAGE_SPLITS.get(stage, ("train", "val", "test"))
+        if all(split in self.splits for split in wanted):
             return
         self.prepare_data()  # a no-op when the files are there; gives the clear message when not
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.trainer is not None:  # DDP: every rank cuts its shard of the same order (seed=null draws one each)
             self.seed = self.trainer.strategy.broadcast(self.seed)
-        images, labels = self.load("train")
-        if self.val_size >= len(labels):
-            raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
-        v = self.val_size  # validation is the first val_size images, as TF's input_data did
-        test_images, test_labels = self.load("test")
-        self.splits = {
-            "train": (images[v:].to(device), labels[v:].to(device)),
-            "val": (images[:v].to(device), labels[:v].to(device)),
-            "test": (test_images.to(device), test_labels.to(device)),
-        }
+        if ("train" in wanted or "val" in wanted) and "val" not in self.splits:
+            images, labels = self.load("train")
+            if self.val_size >= len(labels):
+                raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
+            v = self.val_size  # validation is the first val_size images, as TF's input_data did
+            self.splits["train"] = (images[v:].to(device), labels[v:].to(device))
+            self.splits["val"] = (images[:v].to(device), labels[:v].to(device))
+        if "test" in wanted and "test" not in self.splits:
+            test_images, test_labels = self.load("test")
+            self.splits["test"] = (test_images.to(device), test_labels.to(device))
 
     def batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

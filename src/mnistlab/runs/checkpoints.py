@@ -43,17 +43,19 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
 
 
 def load_classifier(path, trusted_modules: Sequence[str] = ()):
-    """The Classifier saved in a checkpoint, rebuilt from its own hyperparameters, in eval mode.
+    """The Classifier saved in a checkpoint, rebuilt from its own hyperparameters (its constructor's plain
+    arguments: net, optimizer, ..., l2), in eval mode.
 
     What those name is checked against mnistlab.config.targets' allowlist and `trusted_modules` (the command
     line's: never the file's own) before anything is imported: a checkpoint is data."""
     from mnistlab.config.targets import check_targets
+    from mnistlab.config.upgrade import upgrade_hparams
     from mnistlab.training.classifier import Classifier
 
     checkpoint = load_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if not isinstance(hparams.get("model"), dict) or not isinstance(hparams.get("optimizer"), dict):
-        raise CheckpointError(f"{path} was not written by mnistlab's train.py (no model config in it)")
+    hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})  # an older mnistlab's `model` entry
+    if not isinstance(hparams.get("net"), dict) or not isinstance(hparams.get("optimizer"), dict):
+        raise CheckpointError(f"{path} was not written by mnistlab's train.py (no network config in it)")
     accepted = set(inspect.signature(Classifier).parameters) - {"trusted_modules"}  # nor may it trust itself
     unexpected = sorted(str(key) for key in hparams if key not in accepted)
     if unexpected:

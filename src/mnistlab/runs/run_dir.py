@@ -52,7 +52,28 @@ def run_dir_of(path) -> Optional[Path]:
 
 
 def saved_config(run_dir: Path) -> DictConfig:
-    return OmegaConf.load(run_dir / SAVED_CONFIG)
+    """A run's config as train.py saved it (unresolved); one of an older mnistlab in today's shape."""
+    from mnistlab.config.upgrade import upgrade_run_config
+
+    return upgrade_run_config(OmegaConf.load(run_dir / SAVED_CONFIG))
+
+
+def data_config(run_dir: Optional[Path], trusted_modules=(), **overrides) -> dict:
+    """The data config a run was trained with (its `_target_` checked: the file is data), or conf/data/mnist.yaml's
+    defaults for a checkpoint without its run; resolved, with `overrides` of the arguments that it has."""
+    from mnistlab.config.targets import check_targets
+    from mnistlab.config.train import DataConfig
+    from mnistlab.errors import ConfigError
+
+    if run_dir is None:
+        data = OmegaConf.to_container(OmegaConf.structured(DataConfig))
+    else:
+        try:
+            data = OmegaConf.to_container(saved_config(run_dir).data, resolve=True)
+        except Exception as err:  # a missing data config, an interpolation that does not resolve
+            raise ConfigError(f"{run_dir / SAVED_CONFIG}: data: {str(err).splitlines()[0]}") from None
+        check_targets({"data": data}, trusted_modules, source=str(run_dir / SAVED_CONFIG), run_config=True)
+    return {**data, **{key: value for key, value in overrides.items() if key in data}}
 
 
 def argument(argv: List[str], key: str) -> Optional[str]:

@@ -4,14 +4,13 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mnistlab.config.train import DataConfig, validate
-from mnistlab.runs.run_dir import run_dir_of, saved_config
+from mnistlab.config.train import validate
+from mnistlab.runs.run_dir import data_config, run_dir_of, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +19,17 @@ class Evaluator:
     """Evaluates checkpoints of one run the way train.py tests them: same data, batches, precision."""
 
     def __init__(self, run_dir: Optional[Path], data_dir: Optional[str], trusted_modules=()):
-        from mnistlab.data.mnist import MNISTDataModule
+        from hydra.utils import instantiate
 
         self.trusted_modules = list(trusted_modules)  # the command line's (README: Safety)
 
         run_cfg = saved_config(run_dir) if run_dir is not None else None
-        data = OmegaConf.to_container(run_cfg.data) if run_cfg is not None else asdict(DataConfig())
-        data = {key: value for key, value in data.items() if key not in ("mean", "std")}  # in the model
-        if data_dir is not None:
-            data["data_dir"] = data_dir
+        overrides = {"seed": 0, **({"data_dir": data_dir} if data_dir is not None else {})}  # eval is not shuffled
+        data = data_config(run_dir, self.trusted_modules, **overrides)  # the run's data module, checked
         trainer_cfg = run_cfg.trainer if run_cfg is not None else {}
         self.accelerator = trainer_cfg.get("accelerator", "auto")
         self.precision = trainer_cfg.get("precision", "32-true")
-        self.datamodule = MNISTDataModule(**data, seed=0)  # evaluation batches are not shuffled
+        self.datamodule = instantiate(data, _convert_="all")
         self.datamodule.prepare_data()
 
     def __call__(self, ckpt_path: Path, split: str, callbacks: tuple = ()) -> dict:

@@ -7,7 +7,6 @@ and returns the 10 logits.
 
 import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from mnistlab.config.train import DataConfig, validate
+from mnistlab.config.train import validate
 from mnistlab.errors import DataError, UserError
-from mnistlab.runs.run_dir import run_dir_of, saved_config
+from mnistlab.runs.run_dir import data_config, run_dir_of
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 INPUT, OUTPUT = "images", "logits"
@@ -27,18 +26,23 @@ class ExportError(UserError):
     """The exported file does not reproduce the checkpoint."""
 
 
-def test_images(run_dir, data_dir, count: int) -> tuple:
-    """The first `count` test images as float (N, 1, 28, 28) in [0, 1], and what they are."""
-    from mnistlab.data.mnist import MNISTDataModule
+def test_images(run_dir, data_dir, count: int, trusted_modules=()) -> tuple:
+    """The first `count` test images as the model takes them, from the run's data module (float (N, 1, 28, 28)
+    in [0, 1] for MNIST), and what they are; random images where its data is not at hand."""
+    from hydra.utils import instantiate
 
-    data = dict(saved_config(run_dir).data) if run_dir is not None else asdict(DataConfig())
-    data_dir = data_dir or data["data_dir"]
+    overrides = {"download": False, "eval_batch_size": count, **({"data_dir": data_dir} if data_dir else {})}
+    data = data_config(run_dir, trusted_modules, **overrides)  # the run's data module, checked
+    datamodule = instantiate(data, _convert_="all")
     try:
-        images, _ = MNISTDataModule(data_dir, download=False).load("test")
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        images, _ = datamodule.on_after_batch_transfer(next(iter(datamodule.test_dataloader())), 0)
     except (DataError, FileNotFoundError):
         generator = torch.Generator().manual_seed(0)
-        return torch.rand(count, 1, 28, 28, generator=generator), f"{count} random images (no MNIST in {data_dir})"
-    return images[:count].unsqueeze(1).float().div(255), f"the first {min(count, len(images))} test images"
+        where = data.get("data_dir", "the data module's folder")
+        return torch.rand(count, 1, 28, 28, generator=generator), f"{count} random images (no test set in {where})"
+    return images[:count], f"the first {min(count, len(images))} test images"
 
 
 def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path):
@@ -80,7 +84,7 @@ def export(cfg: DictConfig) -> dict:
     model, _ = load_classifier(ckpt_path, cfg.trusted_modules)
     net = model.inference_net.eval()
     run_dir = run_dir_of(ckpt_path)
-    images, described = test_images(run_dir, cfg.data.data_dir, cfg.check_images)
+    images, described = test_images(run_dir, cfg.data.data_dir, cfg.check_images, cfg.trusted_modules)
     if cfg.output:
         output = Path(cfg.output)
     else:

@@ -1,4 +1,7 @@
-"""The one LightningModule: wraps any network from mnistlab.models with loss, metrics and optimizers."""
+"""The one LightningModule: wraps any network from mnistlab.models with loss, metrics and optimizers.
+
+conf/model/<name>.yaml is its config (`_target_: mnistlab.training.classifier.Classifier`, `_recursive_: false`):
+the network under `net`, the training keys beside it; conf/train.yaml adds optimizer, scheduler, ema, mean, std."""
 
 import math
 from typing import Optional, Sequence
@@ -19,44 +22,55 @@ from mnistlab.training.ema import EMA
 
 SUM_EVERY = 64  # training steps between updates of the epoch's loss and accuracy sums
 
-# Keys of a model config that configure training rather than the network's constructor.
-TRAINING_KEYS = ("l2", "label_smoothing", "init", "init_std", "init_bias")
+
+def plain(value):
+    """A config node as plain dicts and lists (resolved): hyperparameters must load with weights_only=True."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 class Classifier(L.LightningModule):
-    """Cross-entropy classifier; all arguments are plain dicts and numbers (checkpoints load weights-only).
+    """Cross-entropy classifier; all arguments are plain dicts, strings and numbers, kept as its hyperparameters
+    (checkpoints load weights-only, and rebuild it from them: mnistlab.runs.checkpoints.load_classifier).
 
-    model: the model config (`_target_` network plus l2 and init keys); optimizer and scheduler:
-    partial factories as in conf/; ema: {enabled, decay}; mean/std: input normalisation, folded in.
+    net: the network's config (`_target_` and its constructor's arguments); optimizer and scheduler: partial
+    factories as in conf/optimizer and conf/scheduler; ema: {enabled, decay}; mean/std: input normalisation,
+    folded into the network; l2: penalty l2 * sum(w**2) / 2 on weights (not biases); label_smoothing: of the
+    training loss; init, init_std, init_bias: mnistlab.models.init.init_weights' scheme for the network.
     trusted_modules: modules besides mnistlab.config.targets' allowlist whose classes the configs may name.
     """
 
     def __init__(
         self,
-        model: dict,
+        net: dict,
         optimizer: dict,
         scheduler: Optional[dict] = None,
         ema: Optional[dict] = None,
         mean: float = 0.1307,
         std: float = 0.3081,
+        l2: float = 0.0,
+        label_smoothing: float = 0.0,
+        init: str = "default",
+        init_std: float = 0.1,
+        init_bias: float = 0.0,
         trusted_modules: Sequence[str] = (),
     ):
         super().__init__()
+        net, optimizer, scheduler, ema = plain(net), plain(optimizer), plain(scheduler) or None, plain(ema)
         # Every target is checked here, before anything is imported: these dicts may come from a checkpoint.
-        check_targets({"model": model, "optimizer": optimizer, "scheduler": scheduler}, trusted_modules)
+        check_targets({"net": net, "optimizer": optimizer, "scheduler": scheduler}, trusted_modules)
         # The trust comes from the command line of each run, never from a checkpoint: not a hyperparameter.
         self.save_hyperparameters(ignore=["trusted_modules"])
         self.trusted_modules = tuple(trusted_modules)
-        network = instantiate({k: v for k, v in model.items() if k not in TRAINING_KEYS}, _convert_="all")
-        init_weights(network, model.get("init", "default"), model.get("init_std", 0.1), model.get("init_bias", 0.0))
+        network = instantiate(net, _convert_="all")
+        init_weights(network, init, init_std, init_bias)
         self.net = nn.Sequential(Normalize(mean, std), network)
-        self.l2 = model.get("l2", 0.0)
-        self.label_smoothing = model.get("label_smoothing", 0.0)
+        self.l2, self.label_smoothing = l2, label_smoothing
         self.weights = [p for p in network.parameters() if p.ndim > 1]  # biases and BN excluded
         self.ema = EMA(self.net, ema["decay"]) if ema and ema.get("enabled") else None
-        self.val_acc, self.test_acc = (
-            MulticlassAccuracy(model.get("num_classes", 10), average="micro") for _ in range(2)
-        )
+        classes = net.get("num_classes", 10)
+        self.val_acc, self.test_acc = (MulticlassAccuracy(classes, average="micro") for _ in range(2))
         # over every image, exact across DDP ranks; a NaN loss shows as NaN, without a host sync per batch to check
         self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(2))
 

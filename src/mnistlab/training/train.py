@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mnistlab.config.train import validate
 
@@ -23,10 +23,6 @@ def build_all(cfg: DictConfig, target_key: str) -> list:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
-def plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if node is not None else None
-
-
 def stopped(signum: int, what: str, cfg: DictConfig) -> None:
     """Ctrl-C or SIGTERM: say how to continue, exit 128 + signal number as a shell would."""
     run_dir = os.path.relpath(cfg.paths.output_dir)
@@ -38,17 +34,17 @@ def stopped(signum: int, what: str, cfg: DictConfig) -> None:
 
 
 def build_classifier(cfg: DictConfig):
-    from mnistlab.training.classifier import Classifier
+    """The LightningModule of cfg.model (conf/model/<name>.yaml), given this command line's trusted_modules."""
+    from hydra.utils import instantiate
 
-    return Classifier(
-        model=plain(cfg.model),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler) or None,
-        ema=plain(cfg.ema),
-        mean=cfg.data.mean,
-        std=cfg.data.std,
-        trusted_modules=list(cfg.get("trusted_modules") or []),
-    )
+    return instantiate(cfg.model, _convert_="all", trusted_modules=list(cfg.get("trusted_modules") or []))
+
+
+def build_datamodule(cfg: DictConfig, **overrides):
+    """The LightningDataModule of cfg.data (conf/data/<name>.yaml), with `overrides` of its arguments."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.data, _convert_="all", **overrides)
 
 
 def build(cfg: DictConfig) -> tuple:
@@ -64,7 +60,6 @@ def build(cfg: DictConfig) -> tuple:
     from mnistlab.callbacks.csv_logger import CSVLogger
     from mnistlab.callbacks.interrupt import SaveOnInterrupt
     from mnistlab.callbacks.validate_at_stop import ValidateAtStop
-    from mnistlab.data.mnist import MNISTDataModule
     from mnistlab.perf.fast_loop import install as install_fast_loop
     from mnistlab.perf.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
     from mnistlab.runs.checkpoints import load_checkpoint
@@ -79,9 +74,7 @@ def build(cfg: DictConfig) -> tuple:
     if cfg.seed is not None:  # seed 0 is a seed too
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    data_cfg = plain(cfg.data)
-    del data_cfg["mean"], data_cfg["std"]  # the model's, below
-    datamodule = MNISTDataModule(**data_cfg, seed=cfg.seed)
+    datamodule = build_datamodule(cfg)
     datamodule.prepare_data()  # the missing-data message comes before any model is built
 
     model = build_classifier(cfg)
