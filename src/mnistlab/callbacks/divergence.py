@@ -18,7 +18,7 @@ class StopOnDivergence(L.Callback):
 
     The losses are summed on the device and the sum is read every `every_n_steps` steps and at each
     epoch's end (a NaN or infinity stays in the sum): reading the loss every step would cost a
-    device sync per step on a GPU (and ~0.04 ms a step on the CPU)."""
+    device sync per step on a GPU."""
 
     def __init__(self, every_n_steps: int = 50):
         if every_n_steps < 1:

@@ -84,5 +84,5 @@ class TensorBatches:
             order = self.sampler.indices().to(self.labels.device)
             for batch in order.split(self.batch_size)[self.batches_done :]:
                 self.batches_done += 1
-                # index_select, not images[batch]: 3-5x faster for a random batch on the CPU (~25 µs a step)
+                # index_select, not images[batch]: several times faster for a random batch on the CPU
                 yield self.images.index_select(0, batch), self.labels.index_select(0, batch)

@@ -103,7 +103,7 @@ class Classifier(L.LightningModule):
 
     def sum_train_steps(self) -> dict:
         """Adds the steps since the last call into the sums: a few tensor ops for many steps, rather
-        than five each step (0.03 ms on the CPU, more after a large network's compute). Called every
+        than five each step. Called every
         SUM_EVERY steps and at the epoch's end only, so that the float sums group the same steps
         however often the run logs or saves checkpoints (a resumed run logs the same values)."""
         totals = self.train_totals
@@ -128,7 +128,7 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self.net(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        # self.log costs ~0.3 ms a call (docs/performance.md): keep the step's outputs for the epoch sums
+        # self.log is costly per call (docs/performance.md): keep the step's outputs for the epoch sums
         # and log only when the loggers write (every trainer.log_every_n_steps), with the names
         # self.log(on_step, on_epoch) gives.
         self.unsummed.append((loss.detach(), logits.detach(), labels))
