@@ -144,7 +144,8 @@ def test_fast_loop_trains_exactly_as_lightnings_loop(mnist_dir, tmp_path):
     ids=["accumulate", "clip", "profiler"],
 )
 def test_steps_the_fast_path_does_not_cover_go_through_lightnings_own(mnist_dir, tmp_path, extra, steps):
-    datamodule, model, trainer = build(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax"] + extra))
+    overrides = quick_overrides(mnist_dir, tmp_path) + ["model=softmax", "fast_loop=true"] + extra
+    datamodule, model, trainer = build(compose(overrides))
     trainer.fit(model, datamodule=datamodule)
     loop = trainer.fit_loop.epoch_loop
     assert isinstance(loop, FastEpochLoop) and not loop.fast
@@ -176,3 +177,17 @@ def test_fast_loop_trains_exactly_as_lightnings_loop_in_bf16(mnist_dir, tmp_path
     )
     assert fast.fit_loop.epoch_loop.fast
     assert any("probe/mean" in call[-1][0] for call in calls if call[0] == "on_train_batch_start")
+
+
+def test_an_unchecked_lightning_version_keeps_lightnings_own_loop_with_one_warning(monkeypatch, caplog):
+    from mnistlab.perf.fast_loop import install
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
+    monkeypatch.setattr(L, "__version__", "9.9.9")
+    with caplog.at_level("WARNING", logger="mnistlab.perf.fast_loop"):
+        assert not install(trainer)
+    assert not isinstance(trainer.fit_loop.epoch_loop, FastEpochLoop)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mnistlab.perf.fast_loop"]
+    assert len(warnings) == 1 and "Lightning 9.9.9" in warnings[0] and "\n" not in warnings[0], warnings
+    monkeypatch.undo()
+    assert install(trainer) and isinstance(trainer.fit_loop.epoch_loop, FastEpochLoop)

@@ -5,6 +5,7 @@ from typing import Optional
 from hydra.core.utils import JobReturn, JobStatus
 
 from mnistlab.errors import SweepRefused, UserError
+from mnistlab.perf.hydra_internals import job_outcome
 from mnistlab.sweeps.records import describe_error, is_pruned
 
 
@@ -27,11 +28,12 @@ class FailureCap:
 
     def record(self, job: JobReturn, name: str) -> Optional[str]:
         """The job's one-line error if it failed (pruned is not failed), else None; prints the failure."""
-        if job.status == JobStatus.COMPLETED or is_pruned(job._return_value):
+        outcome = job_outcome(job)
+        if job.status == JobStatus.COMPLETED or is_pruned(outcome):
             return None
-        if isinstance(job._return_value, SweepRefused):  # no other job could run either
-            raise job._return_value
-        return self.fail(name, describe_error(job._return_value))
+        if isinstance(outcome, SweepRefused):  # no other job could run either
+            raise outcome
+        return self.fail(name, describe_error(outcome))
 
     def fail(self, name: str, error: str) -> str:
         self.failed += 1

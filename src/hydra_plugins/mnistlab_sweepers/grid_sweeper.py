@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+
+from mnistlab.perf.hydra_internals import BasicSweeper, swept_params
 
 from ._failures import FailureCap, SweepStopped
 
@@ -26,7 +27,7 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        overrides = parser.parse_overrides(swept_params(self) + list(arguments))
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
+from mnistlab.perf.hydra_internals import job_outcome
 from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
 from mnistlab.sweeps.study_storage import open_storage, shown
 
@@ -380,9 +381,9 @@ class OptunaSweeper(Sweeper):
                 )
                 return
             error = cap.fail(name, f"the task returned no finite {self.metric}: {metrics.get(self.metric)!r}")
-        elif is_pruned(result._return_value):
+        elif is_pruned(job_outcome(result)):
             study.tell(trial, state=TrialState.PRUNED)
-            print(f"[sweep] {name} {result._return_value}", flush=True)
+            print(f"[sweep] {name} {job_outcome(result)}", flush=True)
             return
         else:
             error = cap.record(result, name)

@@ -4,21 +4,21 @@ import csv
 import os
 from typing import Optional
 
-from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from mnistlab.perf.lightning_internals import CSVLoggerBase, CSVWriterBase
 
 
-class ContinuingWriter(ExperimentWriter):
+class ContinuingWriter(CSVWriterBase):
     """Keeps the rows logged before `resume_step` (none for a new run); the resumed run logs the rest."""
 
     def __init__(self, log_dir: str, resume_step: int):
         self.resume_step = resume_step
         super().__init__(log_dir)
 
-    def _check_log_dir_exists(self) -> None:
-        # Lightning's warns and deletes metrics.csv whenever the folder holds anything, and a Hydra
-        # run folder always does (.hydra/)
+    def existing_log_dir(self) -> None:
+        # in place of Lightning's, which warns and deletes metrics.csv whenever the folder holds anything, and a
+        # Hydra run folder always does (.hydra/)
         if not os.path.isfile(self.metrics_file_path):
             return
         with open(self.metrics_file_path, newline="") as file:
@@ -34,17 +34,12 @@ class ContinuingWriter(ExperimentWriter):
                 writer.writerows(kept)
 
 
-class CSVLogger(LightningCSVLogger):
+class CSVLogger(CSVLoggerBase):
     """`resume_step` is set by train() for a resumed run: the global step of its checkpoint."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.resume_step: Optional[int] = None
 
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = ContinuingWriter(self.log_dir, self.resume_step or 0)
-        return self._experiment
+    def make_writer(self, log_dir: str) -> ExperimentWriter:
+        return ContinuingWriter(log_dir, self.resume_step or 0)

@@ -2,10 +2,10 @@
 
 import time
 
-from lightning.pytorch.callbacks import TQDMProgressBar
+from mnistlab.perf.lightning_internals import ProgressBarBase
 
 
-class ProgressBar(TQDMProgressBar):
+class ProgressBar(ProgressBarBase):
     """Lightning's tqdm bar redraws every `refresh_rate` steps, and a redraw (with the logged metrics)
     costs more than a small network's whole step. Redrawing by time instead costs the same small fraction
     of any step, however fast. The last batch of each bar is always drawn."""
@@ -15,7 +15,7 @@ class ProgressBar(TQDMProgressBar):
         self.refresh_seconds = refresh_seconds
         self.last_redraw = float("-inf")
 
-    def _should_update(self, current: int, total: int) -> bool:  # Lightning's test, for every bar
+    def should_redraw(self, current: int, total: int) -> bool:  # asked before every redraw, of every bar
         now = time.monotonic()
         if not self.is_enabled or (now - self.last_redraw < self.refresh_seconds and current != total):
             return False

@@ -5,30 +5,38 @@ Lightning's automatic optimization dispatches ~12 hooks a step to every callback
 closure, plugin layers, result objects and an argument-inspecting kwargs builder. `FastEpochLoop.advance`
 does the same work in the same order, with the same hooks, progress counters and logging, but calls
 a hook only on the callbacks and module that override it, and rebuilds the logged metrics only after a
-log call: the framework's added time per step over a hand-written loop falls to about a quarter
-(2-core CPU: softmax 0.33 -> 0.08 ms, LSTM 0.47 -> 0.13 ms; docs/performance.md).
+log call: most of the framework's added time per step over a hand-written loop goes (docs/performance.md
+has the measurements). It pays where that added time is a large part of a step: small networks on a CPU.
 Steps it does not cover (gradient accumulation or clipping, manual optimization, several optimizers,
 a module overriding a step hook, a 16-bit scaler, distributed or profiled runs, the first step
 after a mid-epoch restart) go through Lightning's own `advance`; `fast_loop=false` always does.
+
+It reaches into Lightning's private loop, connector and result classes (each use says why), so it is
+installed only on the Lightning versions it was checked against (mnistlab.perf.lightning_internals.
+CHECKED_LIGHTNING_VERSIONS); on another, Lightning's own loop runs and one warning line says so.
 """
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Optional
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loops.fetchers import _DataLoaderIterDataFetcher
-from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.loops.fetchers import _DataLoaderIterDataFetcher  # a training_step taking the iterator
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop  # the loop this one replaces
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
-from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection
+from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection  # what self.log fills
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
+from mnistlab.perf.lightning_internals import CHECKED_LIGHTNING_VERSIONS, unchecked_lightning_version
 from mnistlab.perf.profiler import NoProfiler
+
+log = logging.getLogger(__name__)
 
 CALLBACK_HOOKS = (
     "on_train_batch_start",
@@ -71,7 +79,7 @@ def saves_in_mid_epoch(callback: L.Callback) -> bool:
     no train_time_interval): the loop leaves it out of that hook."""
     return not (
         type(callback) is ModelCheckpoint
-        and callback._every_n_train_steps < 1
+        and callback._every_n_train_steps < 1  # on_train_batch_end's tests; ModelCheckpoint keeps them private
         and callback._train_time_interval is None
     )
 
@@ -92,7 +100,7 @@ class FastEpochLoop(_TrainingEpochLoop):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._results = CountingResults(training=True)
+        self._results = CountingResults(training=True)  # the loop's result collection, which self.log fills
 
     def on_run_start(self, data_fetcher) -> None:
         super().on_run_start(data_fetcher)
@@ -109,7 +117,7 @@ class FastEpochLoop(_TrainingEpochLoop):
         self.logged_seen = -1  # the epoch's first step refreshes the logger connector's metrics
         self.module_with = {hook: is_overridden(hook, module) for hook in CALLBACK_HOOKS}
         self.passes_batch_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
-        hooks = trainer._data_connector._datahook_selector
+        hooks = trainer._data_connector._datahook_selector  # whose batch-transfer hooks the trainer calls
         moves_batches = any(
             hooks.get_instance(hook) is not module or is_overridden(hook, module)
             for hook in ("on_before_batch_transfer", "transfer_batch_to_device")
@@ -137,7 +145,7 @@ class FastEpochLoop(_TrainingEpochLoop):
             return
         trainer = self.trainer
         module = trainer.lightning_module
-        previous, module._current_fx_name = module._current_fx_name, hook  # what self.log checks
+        previous, module._current_fx_name = module._current_fx_name, hook  # the running hook, which self.log checks
         for callback in callbacks:
             getattr(callback, hook)(trainer, module, *args)
         if on_module:
@@ -155,7 +163,7 @@ class FastEpochLoop(_TrainingEpochLoop):
         self.batch_progress.is_last_batch = data_fetcher.done
         batch = self.to_device(batch)
         self.batch_progress.increment_ready()
-        trainer._logger_connector.on_batch_start(batch)
+        trainer._logger_connector.on_batch_start(batch)  # the logging bookkeeping of Lightning's own step
 
         self.call_hook("on_train_batch_start", batch, batch_idx)
         self.batch_progress.increment_started()
@@ -164,23 +172,23 @@ class FastEpochLoop(_TrainingEpochLoop):
         self.batch_progress.increment_processed()
 
         self.step_schedulers(batch_idx)
-        if self._num_ready_batches_reached():
+        if self._num_ready_batches_reached():  # Lightning's own end-of-epoch test, as in its advance
             self.update_lr_schedulers("epoch", update_plateau_schedulers=False)
 
         outputs = {} if loss is None else {"loss": loss.detach(), **extra}
         self.call_hook("on_train_batch_end", outputs, batch, batch_idx)
         self.refresh_metrics()
         self.batch_progress.increment_completed()
-        trainer._logger_connector.update_train_step_metrics()
+        trainer._logger_connector.update_train_step_metrics()  # as Lightning's advance ends
 
     def refresh_metrics(self) -> None:
         """The logger connector's on_batch_end, which rebuilds the progress-bar, callback and logged metrics from
         the results' step values: only when something was logged since it last ran, since those values change
-        only when logged (a torchmetrics object's too). Otherwise it would set the same values again, at
-        15-25 µs a step, and on a GPU its .item() for the progress bar would wait for the step's kernels."""
+        only when logged (a torchmetrics object's too). Otherwise it would set the same values again every
+        step, and on a GPU its .item() for the progress bar would wait for the step's kernels."""
         results = self._results
         if results.logged != self.logged_seen:
-            self.trainer._logger_connector.on_batch_end()
+            self.trainer._logger_connector.on_batch_end()  # the connector's own rebuild of the metrics
             self.logged_seen = results.logged
         else:  # the rest of on_batch_end
             results.batch = None
@@ -196,7 +204,7 @@ class FastEpochLoop(_TrainingEpochLoop):
         ):
             return self.after_transfer.on_after_batch_transfer(batch, 0)
         batch = trainer.precision_plugin.convert_input(batch)
-        batch = trainer.lightning_module._on_before_batch_transfer(batch, dataloader_idx=0)
+        batch = trainer.lightning_module._on_before_batch_transfer(batch, dataloader_idx=0)  # as Lightning's fetcher
         return trainer.strategy.batch_to_device(batch, dataloader_idx=0)
 
     def optimizer_step(self, module: L.LightningModule, args: tuple, batch_idx: int) -> tuple:
@@ -208,7 +216,7 @@ class FastEpochLoop(_TrainingEpochLoop):
         outputs = []
 
         def closure() -> Optional[torch.Tensor]:
-            previous, module._current_fx_name = module._current_fx_name, "training_step"
+            previous, module._current_fx_name = module._current_fx_name, "training_step"  # as the strategy's hook call
             loss, extra = split_output(trainer.strategy.training_step(*args))  # inside the plugin's autocast
             module._current_fx_name = previous
             outputs.append((loss, extra))
@@ -238,7 +246,17 @@ class FastEpochLoop(_TrainingEpochLoop):
                 self.scheduler_progress.increment_completed()
 
 
-def install(trainer: L.Trainer) -> None:
-    """Replace the trainer's training-epoch loop by a FastEpochLoop (before fit)."""
+def install(trainer: L.Trainer) -> bool:
+    """Replace the trainer's training-epoch loop by a FastEpochLoop (before fit); on a Lightning version it was
+    not checked against, leave Lightning's own, with a warning. Whether it was installed."""
+    version = unchecked_lightning_version()
+    if version is not None:
+        log.warning(
+            f"fast_loop: Lightning {version} is not one mnistlab's fast loop was checked against "
+            f"({', '.join(CHECKED_LIGHTNING_VERSIONS)}): Lightning's own training loop runs instead "
+            "(fast_loop=false hides this line; tests/test_internals.py says how to add a version)"
+        )
+        return False
     old = trainer.fit_loop.epoch_loop
     trainer.fit_loop.epoch_loop = FastEpochLoop(trainer, min_steps=old.min_steps, max_steps=old.max_steps)
+    return True

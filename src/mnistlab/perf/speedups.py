@@ -11,9 +11,9 @@ from torch import nn
 
 def cheap_cuda_checks() -> None:
     """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (keeps fork safe on GPU machines); with it, on a machine
-    without a GPU, every torch.cuda.is_available() loads the NVML library anew (~30 us), and torch's
-    Adam.step asks several times a step: ~0.2 ms a step, a quarter of a softmax step. With no GPU there
-    is nothing to keep fork-safe, so the variable goes and the check becomes a cached runtime call."""
+    without a GPU, every torch.cuda.is_available() loads the NVML library anew, and torch's Adam.step asks
+    several times a step: a sizeable part of a small network's step. With no GPU there is nothing to keep
+    fork-safe, so the variable goes and the check becomes a cached runtime call."""
     if not torch.cuda.is_available():
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
@@ -23,10 +23,10 @@ def has_conv(net: nn.Module) -> bool:
 
 
 def apply_speedups(classifier: nn.Module, compile: bool = False) -> None:
-    """channels_last for convolutional networks on every device (cuDNN's fast layout, and oneDNN's: the
-    speedrun CNN's training step is 1.33x faster on the 2-core CPU, benchmarks/layout.py; weights only: a
-    1-channel input has the same layout either way); `compile` compiles the training network (and the EMA
-    copy) in place, so the checkpoint's parameter names do not change."""
+    """channels_last for convolutional networks on every device (cuDNN's fast layout, and oneDNN's: a faster
+    training step on a CPU too, benchmarks/layout.py measures it; weights only: a 1-channel input has the same
+    layout either way); `compile` compiles the training network (and the EMA copy) in place, so the
+    checkpoint's parameter names do not change."""
     if has_conv(classifier.net):
         classifier.to(memory_format=torch.channels_last)  # Lightning's later .to(device) keeps the layout
     if compile:
@@ -38,9 +38,9 @@ def apply_speedups(classifier: nn.Module, compile: bool = False) -> None:
 class FreezeStartupObjects(L.Callback):
     """Moves every object that exists when fitting starts (the imported torch, Lightning and Hydra, the
     config, the data) out of the garbage collector's reach while fitting. Python's full collections
-    otherwise walk all of them: 0.25 s each on the 2-core CPU, the first one in the first logging step
-    (docs/performance.md). Unfrozen when fitting ends or fails, so that a multirun's next job can free
-    this one's objects."""
+    otherwise walk all of them, each a pause as long as many training steps, the first one in the first
+    logging step (docs/performance.md). Unfrozen when fitting ends or fails, so that a multirun's next job
+    can free this one's objects."""
 
     def on_fit_start(self, trainer, pl_module):
         gc.freeze()

@@ -54,12 +54,11 @@ def launch_arguments(argv: List[str]) -> List[str]:
 def refuse_relaunch_in_sweep(trainer) -> None:
     """A sweep job whose trainer would start its other processes by running the command line again: each of
     them would run the whole sweep (-m is on that command line)."""
-    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
-
     from mnistlab.cli import in_multirun
+    from mnistlab.perf.lightning_internals import relaunches_command_line
 
     relaunches = (
-        isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher)
+        relaunches_command_line(trainer.strategy)
         and not trainer.strategy.cluster_environment.creates_processes_externally
     )
     if in_multirun() and relaunches:

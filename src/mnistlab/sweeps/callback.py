@@ -9,6 +9,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnistlab.errors import UserError
+from mnistlab.perf.hydra_internals import job_outcome
 from mnistlab.runs.distributed import is_rank_zero
 from mnistlab.sweeps.records import write_record
 
@@ -33,11 +34,11 @@ class SweepSummary(Callback):
             return
         completed = job_return.status.name == "COMPLETED"
         if not completed:  # the job's train.log gets the traceback; the console gets one line from the sweeper
-            log.error("job failed", exc_info=job_return._return_value)
+            log.error("job failed", exc_info=job_outcome(job_return))
         write_record(
             Path(config.hydra.runtime.output_dir),
             job_return.overrides or [],
-            job_return._return_value,
+            job_outcome(job_return),
             completed,
             time.time() - self.started,
         )

@@ -18,6 +18,7 @@ from mnistlab.config.targets import check_targets
 from mnistlab.data.batches import TensorBatches
 from mnistlab.models.init import init_weights
 from mnistlab.models.normalize import Normalize
+from mnistlab.perf.lightning_internals import CheapHookNames, should_update_logs
 from mnistlab.training.ema import EMA
 
 SUM_EVERY = 64  # training steps between updates of the epoch's loss and accuracy sums
@@ -30,7 +31,7 @@ def plain(value):
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-class Classifier(L.LightningModule):
+class Classifier(CheapHookNames, L.LightningModule):
     """Cross-entropy classifier; all arguments are plain dicts, strings and numbers, kept as its hyperparameters
     (checkpoints load weights-only, and rebuild it from them: mnistlab.runs.checkpoints.load_classifier).
 
@@ -73,12 +74,6 @@ class Classifier(L.LightningModule):
         self.val_acc, self.test_acc = (MulticlassAccuracy(classes, average="micro") for _ in range(2))
         # over every image, exact across DDP ranks; a NaN loss shows as NaN, without a host sync per batch to check
         self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(2))
-
-    def __setattr__(self, name, value):
-        if name == "_current_fx_name":  # Lightning sets it ~40 times a step: skip nn.Module's checks (~50 µs)
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     @property
     def inference_net(self) -> nn.Module:
@@ -134,7 +129,7 @@ class Classifier(L.LightningModule):
         self.unsummed.append((loss.detach(), logits.detach(), labels))
         if len(self.unsummed) == SUM_EVERY:
             self.sum_train_steps()
-        if self.trainer._logger_connector.should_update_logs:  # Lightning's own test, as LearningRateMonitor's
+        if should_update_logs(self.trainer):  # Lightning's own test, as LearningRateMonitor's
             with torch.no_grad():
                 accuracy = (logits.argmax(1) == labels).float().mean()
                 self.log_dict({"train/loss_step": loss, "train/acc_step": accuracy}, prog_bar=True)

@@ -8,6 +8,7 @@ from torchmetrics import Metric
 
 from mnistlab.data.batches import TensorBatches
 from mnistlab.errors import CheckpointError
+from mnistlab.perf.lightning_internals import logged_training_results, set_update_count
 
 
 def is_tensors(value) -> bool:
@@ -36,11 +37,7 @@ class ResumeState(Callback):
     @staticmethod
     def training_metrics(trainer, pl_module) -> dict:
         """The torchmetrics objects logged in this training epoch, by their name in the module."""
-        logged = {
-            id(result.value)
-            for result in trainer.fit_loop.epoch_loop._results.values()
-            if isinstance(result.value, Metric)
-        }
+        logged = {id(result.value) for result in logged_training_results(trainer) if isinstance(result.value, Metric)}
         return {name: module for name, module in pl_module.named_modules() if id(module) in logged}
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
@@ -56,7 +53,7 @@ class ResumeState(Callback):
             "metrics": {
                 name: {
                     "state": {key: copied(value) for key, value in metric.metric_state.items()},
-                    "updates": metric._update_count,
+                    "updates": metric.update_count,
                 }
                 for name, metric in metrics.items()
             },
@@ -75,7 +72,7 @@ class ResumeState(Callback):
             wrong = [
                 key
                 for key, value in saved["state"].items()
-                if not isinstance(metric, Metric) or key not in metric._defaults or not is_tensors(value)
+                if not isinstance(metric, Metric) or key not in metric.metric_state or not is_tensors(value)
             ]
             if not isinstance(metric, Metric) or wrong:
                 raise CheckpointError(
@@ -95,5 +92,5 @@ class ResumeState(Callback):
                     [item.to(metric.device) for item in value] if isinstance(value, list) else value.to(metric.device)
                 )
                 setattr(metric, key, moved)
-            metric._update_count, metric._computed = saved["updates"], None
+            set_update_count(metric, saved["updates"])
         self.loaded = None
