@@ -1,10 +1,17 @@
 """The speedrun preset against tuomaso/train_mnist_fast's final script, whole process against whole process.
 
     git clone https://github.com/tuomaso/train_mnist_fast /somewhere/train_mnist_fast   # once, where online
-    python benchmarks/speedrun_race.py --reference /somewhere/train_mnist_fast --data-dir ../shared/data
+    python -m venv /tmp/mnistlab-env && /tmp/mnistlab-env/bin/pip install -e .          # runtime dependencies only
+    /tmp/mnistlab-env/bin/python benchmarks/speedrun_race.py --reference /somewhere/train_mnist_fast \
+        --data-dir ../shared/data
 
-For each seed the two programs run one after the other (who goes first alternates), each as a fresh
-`python` process timed from launch to exit:
+Both programs run with the interpreter that runs this script. A user's `pip install -e .` has no torchvision
+and no scipy; with the dev extras installed, torchmetrics imports both at every `import lightning`, which
+lengthens train.py's start-up (docs/performance.md has the figures).
+
+After one untimed run of each (`--warmup`: the first launch after other work reads torch's files from disk),
+for each seed the two programs run one after the other (who goes first alternates), each as a fresh `python`
+process timed from launch to exit:
   mnistlab   `python train.py experiment=speedrun seed=<seed> data.data_dir=...`: start-up, one epoch on the
              55,000 training images, validation, checkpoint, the test of the best checkpoint on 10,000 images.
   reference  the code cells of 8_Final_00s76.ipynb, run as a script: one epoch on all 60,000 training images,
@@ -119,6 +126,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="holds MNIST/raw/*.gz")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--startup-repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each program first (file caches)")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for the mnistlab side")
     args = parser.parse_args(argv)
     notebook = args.reference / NOTEBOOK if args.reference.is_dir() else args.reference
@@ -131,6 +139,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="mnistlab-race-") as tmp:
         work = Path(tmp)
         prepare_reference_data(data_dir, work)
+        for _ in range(args.warmup):  # the first launch after other work reads torch's files from disk
+            run_mnistlab(args.seeds[0], data_dir, work, args.overrides)
+            run_reference(args.seeds[0], notebook, work)
         rows = []
         print(f"{'seed':>4} | {'mnistlab s':>10} {'acc %':>6} | {'reference s':>11} {'acc %':>6}", flush=True)
         for i, seed in enumerate(args.seeds):

@@ -1,8 +1,10 @@
-"""benchmarks/throughput.py runs end to end on the synthetic data (a smoke test: no timing is checked)."""
+"""The benchmarks run end to end on the synthetic data (smoke tests: no timing is checked)."""
 
 import json
+import shutil
+import sys
 
-from helpers import VAL_SIZE, run_script
+from helpers import ROOT, VAL_SIZE, run_script
 
 MODELS = ("softmax", "mlp", "cnn", "lstm")
 
@@ -83,3 +85,42 @@ def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n\n")[-1].splitlines()[1].split()[0] == "mlp"
+
+
+def test_startup_benchmark_times_both_checkouts(mnist_dir, tmp_path):
+    """This checkout against a copy of its own train.py and src/: both reach their first training step."""
+    other = tmp_path / "other"
+    shutil.copytree(ROOT / "src", other / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(ROOT / "conf", other / "conf")
+    shutil.copy(ROOT / "train.py", other / "train.py")
+    overrides = [f"data.val_size={VAL_SIZE}", "data.download=false", "threads=1", "report=false"]
+    result = run_script(
+        "benchmarks/startup.py", "--other", str(other), "--data-dir", str(mnist_dir), "--repeats", "1", *overrides
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {"this", "other"} and rows["other"][-1] == str(other)
+    assert all(0 < float(row[2]) <= float(row[3]) for row in rows.values())  # fit starts before the first step ends
+
+
+def test_race_runs_the_reference_notebook_as_a_script_without_its_magics(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from speedrun_race import reference_script
+
+    cell = lambda kind, text: {"cell_type": kind, "source": text.splitlines(keepends=True)}  # noqa: E731
+    notebook = {
+        "cells": [
+            cell("code", "from __future__ import print_function\nimport torch\nx = 1"),
+            cell("markdown", "# notes"),
+            cell("code", "%%timeit\n\nprint(x + 1)"),
+            cell("code", "for i in range(30):\n    print(i)"),
+        ]
+    }
+    path = tmp_path / "reference.ipynb"
+    path.write_text(json.dumps(notebook))
+    script = reference_script(path, seed=7)
+    assert script.startswith("import torch\ntorch.manual_seed(7)\n")
+    assert "%%timeit" not in script and "__future__" not in script and "range(30)" not in script
+    namespace = {}
+    exec(script.removeprefix("import torch\ntorch.manual_seed(7)\n"), namespace)  # what is left runs as Python
+    assert namespace["x"] == 1

@@ -1,7 +1,9 @@
 """The speed features: training metrics summed on the device, the throttled progress bar, the free profiler,
-threads, channels_last, torch.compile, bf16-mixed and evaluation under inference mode."""
+threads, channels_last, torch.compile, bf16-mixed, evaluation under inference mode, and garbage collections kept
+off start-up's objects."""
 
 import csv
+import gc
 import os
 import shutil
 
@@ -12,6 +14,8 @@ from helpers import compose, quick_overrides
 from lightning.pytorch.profilers import SimpleProfiler
 
 from mnistlab.callbacks.progress import ProgressBar
+from mnistlab.cli import run
+from mnistlab.perf.garbage import collections_paused
 from mnistlab.perf.profiler import NoProfiler
 from mnistlab.perf.speedups import apply_speedups
 from mnistlab.training.train import build, build_classifier, train
@@ -187,3 +191,25 @@ def test_epoch_sums_group_the_same_steps_in_a_run_resumed_in_mid_epoch(mnist_dir
         runs[name] = {key: float(trainer.callback_metrics[key]) for key in epoch_metrics}
     assert runs["resumed"] == runs["full"]
     assert 0 < runs["full"]["train/acc_epoch"] <= 1
+
+
+def test_start_up_runs_without_collections_and_its_objects_are_frozen_after_it():
+    gc.unfreeze()
+    with collections_paused():
+        assert not gc.isenabled()
+        made = [[] for _ in range(1000)]
+    assert gc.isenabled() and gc.get_freeze_count() >= len(made)
+    gc.unfreeze()
+    with pytest.raises(RuntimeError), collections_paused():
+        raise RuntimeError("build failed")
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # a failed start-up freezes nothing
+
+
+def test_entry_points_end_without_a_collection_over_every_object(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["train.py"])
+    gc.unfreeze()
+    try:
+        run(lambda: None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

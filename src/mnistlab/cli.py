@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable, Iterator
 
 from mnistlab.errors import UserError
+from mnistlab.perf.garbage import no_collection_at_exit
 
 EXIT_BAD_INPUT = 2
 
@@ -92,5 +93,8 @@ def run(main: Callable[[], object]) -> None:
         from mnistlab.perf.help import speed_up_help
 
         speed_up_help()
-    with exit_on_bad_input():
-        main()
+    try:
+        with exit_on_bad_input():
+            main()
+    finally:
+        no_collection_at_exit()

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnistlab.config.train import validate
+from mnistlab.perf.garbage import collections_paused
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,13 @@ def train(cfg: DictConfig) -> dict:
     quiet_other_ranks()
     cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
     validate(cfg)  # every range check, before anything heavy happens (Lightning loads below)
-    from mnistlab.callbacks.interrupt import Interrupted, SaveOnInterrupt
-    from mnistlab.callbacks.predictions import RecordPredictions
-    from mnistlab.runs.environment import write_environment
-    from mnistlab.runs.report import write_report
+    with collections_paused():  # imports and building: objects that all live on
+        from mnistlab.callbacks.interrupt import Interrupted, SaveOnInterrupt
+        from mnistlab.callbacks.predictions import RecordPredictions
+        from mnistlab.runs.environment import write_environment
+        from mnistlab.runs.report import write_report
 
-    datamodule, model, trainer = build(cfg)
+        datamodule, model, trainer = build(cfg)
     refuse_relaunch_in_sweep(trainer)
     if trainer.is_global_zero:  # env.json, requirements.txt: before fitting, so that a crashed run has them
         write_environment(Path(cfg.paths.output_dir))

@@ -1,0 +1,72 @@
+"""Start-up of train.py, this checkout against another one (an older commit), whole process, side by side.
+
+    git archive <commit> | tar -x -C /tmp/before      # the other checkout, e.g. before a start-up change
+    python benchmarks/startup.py --other /tmp/before --other-python /path/to/its/python --data-dir ../shared/data
+
+Each repeat launches `python train.py experiment=speedrun` of both checkouts (who goes first alternates),
+with benchmarks/first_step.py's FirstStepClock, which ends the process after the first training step.
+Printed: seconds from launch to the start of fit and to the end of the first training step, medians.
+Each checkout runs with its own interpreter (--python, --other-python), so that each can have the
+packages it installs: start-up depends on what is installed as much as on the code (torchmetrics
+imports torchvision and scipy whenever they are there).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def first_step(checkout: Path, python: str, data_dir: Path, work: Path, overrides: list) -> dict:
+    stamp = work / "first_step.json"
+    stamp.unlink(missing_ok=True)
+    path = [str(checkout / "src"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))  # the checkout's own mnistlab first
+    command = [python, str(checkout / "train.py"), "experiment=speedrun", f"data.data_dir={data_dir}"]
+    command += [f"hydra.run.dir={work / 'run'}", "+callbacks.first_step._target_=first_step.FirstStepClock"]
+    command += [f"+callbacks.first_step.path={stamp}", "+trainer.enable_progress_bar=false", *overrides]
+    launched = time.time()
+    result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
+    if not stamp.exists():
+        raise SystemExit(f"error: {' '.join(command)} stopped before its first step:\n{result.stderr[-2000:]}")
+    times = json.loads(stamp.read_text())
+    return {"fit start": times["fit_start"] - launched, "first step": times["first_step"] - launched}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--other", type=Path, required=True, help="another checkout of this repository")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for this checkout")
+    parser.add_argument("--other-python", default=sys.executable, help="interpreter for the other checkout")
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="holds MNIST/raw/*.gz")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for both checkouts")
+    args = parser.parse_args(argv)
+    if not (args.other / "train.py").is_file():
+        raise SystemExit(f"error: {args.other} has no train.py: --other takes a checkout of this repository")
+    data_dir = args.data_dir.resolve()
+    sides = {"this": (ROOT, args.python), "other": (args.other.resolve(), args.other_python)}
+    times: dict = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="mnistlab-startup-") as tmp:
+        for i in range(args.repeats):
+            for name in sides if i % 2 == 0 else reversed(list(sides)):
+                work = Path(tmp, name)
+                work.mkdir(exist_ok=True)
+                times[name].append(first_step(*sides[name], data_dir, work, args.overrides))
+    print(f"{'checkout':<8} {'python':<28} {'fit start s':>11} {'first step s':>12}  (medians of {args.repeats})")
+    for name, (checkout, python) in sides.items():
+        fit = statistics.median(t["fit start"] for t in times[name])
+        step = statistics.median(t["first step"] for t in times[name])
+        print(f"{name:<8} {python[-28:]:<28} {fit:>11.2f} {step:>12.2f}   {checkout}")
+    return times
+
+
+if __name__ == "__main__":
+    main()
