@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from startup import first_step_times  # benchmarks/, beside this file
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "8_Final_00s76.ipynb"
 TARGET = 99.0
@@ -89,19 +91,8 @@ def run_reference(seed: int, notebook: Path, work: Path) -> tuple:
 
 
 def first_step_seconds(data_dir: Path, work: Path) -> float:
-    """Launch to the end of the first training step of the speedrun (benchmarks/first_step.py stops there)."""
-    import os
-
-    stamp = work / "first_step.json"
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))
-    )
-    command = [sys.executable, str(ROOT / "train.py"), "experiment=speedrun", f"data.data_dir={data_dir}"]
-    command += [f"hydra.run.dir={work / 'first_step'}", "+callbacks.first_step._target_=first_step.FirstStepClock"]
-    command += [f"+callbacks.first_step.path={stamp}"]
-    launched = time.time()
-    subprocess.run(command, cwd=ROOT, env=env, capture_output=True, check=True)
-    return json.loads(stamp.read_text())["first_step"] - launched
+    """Launch to the end of the first training step of the speedrun."""
+    return first_step_times(["experiment=speedrun", f"data.data_dir={data_dir}"], work)["first_step"]
 
 
 NOTABLE = ("torchmetrics", "torchmetrics.functional", "torchvision", "torch._dynamo", "scipy.signal")

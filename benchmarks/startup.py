@@ -24,20 +24,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def first_step(checkout: Path, python: str, data_dir: Path, work: Path, overrides: list) -> dict:
+def first_step_times(overrides: list, work: Path, checkout: Path = ROOT, python: str = sys.executable) -> dict:
+    """Seconds from launching `python train.py` of `checkout` to fit start, training start and the end of the first
+    training step (first_step.py's FirstStepClock stops the process there). Also for throughput.py and the race."""
     stamp = work / "first_step.json"
     stamp.unlink(missing_ok=True)
     path = [str(checkout / "src"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))  # the checkout's own mnistlab first
-    command = [python, str(checkout / "train.py"), "experiment=speedrun", f"data.data_dir={data_dir}"]
-    command += [f"hydra.run.dir={work / 'run'}", "+callbacks.first_step._target_=first_step.FirstStepClock"]
-    command += [f"+callbacks.first_step.path={stamp}", "+trainer.enable_progress_bar=false", *overrides]
+    command = [python, str(checkout / "train.py"), *overrides, f"hydra.run.dir={work / 'first_step_run'}"]
+    command += ["+callbacks.first_step._target_=first_step.FirstStepClock", f"+callbacks.first_step.path={stamp}"]
     launched = time.time()
-    result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
     if not stamp.exists():
-        raise SystemExit(f"error: {' '.join(command)} stopped before its first step:\n{result.stderr[-2000:]}")
-    times = json.loads(stamp.read_text())
-    return {"fit start": times["fit_start"] - launched, "first step": times["first_step"] - launched}
+        raise SystemExit(f"error: {' '.join(command)} stopped before its first step:\n{result.stderr[-3000:]}")
+    return {event: at - launched for event, at in json.loads(stamp.read_text()).items()}
 
 
 def main(argv=None) -> dict:
@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not (args.other / "train.py").is_file():
         raise SystemExit(f"error: {args.other} has no train.py: --other takes a checkout of this repository")
-    data_dir = args.data_dir.resolve()
+    speedrun = ["experiment=speedrun", f"data.data_dir={args.data_dir.resolve()}", "+trainer.enable_progress_bar=false"]
     sides = {"this": (ROOT, args.python), "other": (args.other.resolve(), args.other_python)}
     times: dict = {name: [] for name in sides}
     with tempfile.TemporaryDirectory(prefix="mnistlab-startup-") as tmp:
@@ -59,11 +59,11 @@ def main(argv=None) -> dict:
             for name in sides if i % 2 == 0 else reversed(list(sides)):
                 work = Path(tmp, name)
                 work.mkdir(exist_ok=True)
-                times[name].append(first_step(*sides[name], data_dir, work, args.overrides))
+                times[name].append(first_step_times(speedrun + args.overrides, work, *sides[name]))
     print(f"{'checkout':<8} {'python':<28} {'fit start s':>11} {'first step s':>12}  (medians of {args.repeats})")
     for name, (checkout, python) in sides.items():
-        fit = statistics.median(t["fit start"] for t in times[name])
-        step = statistics.median(t["first step"] for t in times[name])
+        fit = statistics.median(t["fit_start"] for t in times[name])
+        step = statistics.median(t["first_step"] for t in times[name])
         print(f"{name:<8} {python[-28:]:<28} {fit:>11.2f} {step:>12.2f}   {checkout}")
     return times
 

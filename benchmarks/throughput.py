@@ -21,7 +21,6 @@ import argparse
 import gzip
 import json
 import logging
-import os
 import shutil
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ import tempfile
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+
+from startup import first_step_times  # benchmarks/, beside this file
 
 from mnistlab.cli import ArgumentParser, run
 
@@ -300,27 +301,6 @@ def wall_time(command: list, env=None) -> float:
     if result.returncode != 0:
         raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
     return elapsed
-
-
-def first_step_times(overrides: list, work: Path) -> dict:
-    """Seconds from launching `python train.py` to fit start, to training start and to the first step's end."""
-    stamp = work / "first_step.json"
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))
-    )
-    launched = time.time()
-    wall_time(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            *overrides,
-            f"hydra.run.dir={work / 'first_step_run'}",
-            "+callbacks.first_step._target_=first_step.FirstStepClock",
-            f"+callbacks.first_step.path={stamp}",
-        ],
-        env=env,
-    )
-    return {event: at - launched for event, at in json.loads(stamp.read_text()).items()}
 
 
 def startup(overrides: list, repeats: int, work: Path) -> dict:
