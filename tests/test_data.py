@@ -56,12 +56,13 @@ def test_missing_files_without_download(tmp_path):
         dm.prepare_data()
 
 
-def test_offline_download_fails_with_clear_message(tmp_path, monkeypatch):
+def test_offline_download_fails_with_clear_message_and_makes_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr("mnistlab.data.download.MIRRORS", ("http://127.0.0.1:9/",))  # nothing listens there
-    dm = MNISTDataModule(str(tmp_path), download=True)
+    dm = MNISTDataModule(str(tmp_path / "data"), download=True)
     with pytest.raises(DataError, match="download failed") as err:
         dm.prepare_data()
     assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no data/MNIST/raw/ for nothing
 
 
 @pytest.fixture

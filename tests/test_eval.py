@@ -80,9 +80,10 @@ def test_a_run_of_an_older_mnistlab_still_evaluates(trained, tmp_path):
         torch.save(checkpoint, path)
 
     upgraded = saved_config(old)  # what resume=, eval.py and export.py read
-    assert upgraded.model.net._target_ == "mnistlab.models.cnn.CNN" and upgraded.model.net.channels == [4, 8]
-    assert upgraded.data._target_ == "mnistlab.data.mnist.MNISTDataModule"
-    check_targets(upgraded.model, source="old", run_config=True)
+    assert upgraded["model"]["net"]["_target_"] == "mnistlab.models.cnn.CNN"
+    assert upgraded["model"]["net"]["channels"] == [4, 8]
+    assert upgraded["data"]["_target_"] == "mnistlab.data.mnist.MNISTDataModule"
+    check_targets(upgraded["model"], source="old", run_config=True)
     metrics = evaluate(compose_tool("eval", [f"ckpt_path={old}", f"output={tmp_path / 'metrics.json'}"]))
     assert abs(metrics["test/acc"] - trained_metrics["test/acc"]) <= 1e-4
 

@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 from helpers import compose, quick_overrides
+from helpers.capabilities import skip_unless_cpu_trains
 from torchmetrics import MeanMetric
 
 from mnistlab.perf.fast_loop import FastEpochLoop
@@ -169,6 +170,7 @@ def test_start_up_objects_are_frozen_only_while_fitting(mnist_dir, tmp_path):
 
 def test_fast_loop_trains_exactly_as_lightnings_loop_in_bf16(mnist_dir, tmp_path):
     """The autocast context and the precision plugin's step, with an LSTM; a torchmetrics object logged too."""
+    skip_unless_cpu_trains("bf16-mixed", torch.nn.LSTM)
     fast, _, calls = same_training(
         mnist_dir,
         tmp_path,

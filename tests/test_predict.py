@@ -7,6 +7,7 @@ from helpers.drawn_digits import draw_digit, write_drawn_mnist
 from helpers.tool_config import compose_tool, train_run
 from PIL import Image
 
+from mnistlab.errors import CheckpointError
 from mnistlab.tools.export import export
 from mnistlab.tools.images import ImageError, load_digit, to_mnist
 from mnistlab.tools.predict import predict
@@ -86,7 +87,12 @@ def test_predict_gets_every_digit_and_reports_bad_files(model_dir, pictures):
 def test_predict_with_an_exported_model(fmt, model_dir, pictures):
     folder, paths = pictures
     exported = export(compose_tool("export", [f"ckpt_path={model_dir}", f"format={fmt}"]))["output"]
-    results = predict(compose_tool("predict", [f"ckpt_path={exported}", f"images=[{paths[1]},{paths[2]}]"]))
+    arguments = [f"ckpt_path={exported}", f"images=[{paths[1]},{paths[2]}]"]
+    if fmt == "torchscript":  # a program: run only when the command line says so
+        with pytest.raises(CheckpointError, match="is a TorchScript program.*torchscript=true"):
+            predict(compose_tool("predict", arguments))
+        arguments.append("torchscript=true")
+    results = predict(compose_tool("predict", arguments))
     assert [r["digit"] for r in results] == [PICTURES[1][0], PICTURES[2][0]]
 
 

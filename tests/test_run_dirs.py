@@ -1,8 +1,13 @@
-"""Every run gets its own folder, also when several start in the same second."""
+"""Every run gets its own folder, also when several start in the same second; a run refused before training
+leaves none."""
 
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from helpers import ROOT
 
 from mnistlab.runs.run_dir import claim_new_dir
@@ -13,11 +18,23 @@ def test_a_taken_folder_gets_a_suffix(tmp_path):
     assert [claim_new_dir(base) for _ in range(3)] == [base, f"{base}-1", f"{base}-2"]
 
 
+# A refused run's folder is removed when it holds only Hydra's .hydra/: these runs, refused after Hydra made their
+# folders, keep Hydra's files in saved/ instead, so that the folders stay to be looked at
+KEEP = "hydra.output_subdir=saved"
+
+
 def start_together(tmp_path, run_dir: str, seeds: range) -> list:
     """train.py processes started at once; each fails its range check after Hydra made its folder."""
     processes = [
         subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", f"seed={seed}", "data.batch_size=0"],
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                f"hydra.run.dir={run_dir}",
+                f"seed={seed}",
+                "data.batch_size=0",
+                KEEP,
+            ],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -28,7 +45,7 @@ def start_together(tmp_path, run_dir: str, seeds: range) -> list:
 
 
 def saved_seeds(folders) -> dict:
-    return {folder.name: (folder / ".hydra" / "overrides.yaml").read_text() for folder in folders}
+    return {folder.name: (folder / "saved" / "overrides.yaml").read_text() for folder in folders}
 
 
 def test_runs_started_at_once_on_the_same_folder_name_get_one_folder_each(tmp_path):
@@ -47,7 +64,7 @@ def test_the_default_run_folders_are_unique(tmp_path):
     for _ in range(2):
         processes = [
             subprocess.Popen(
-                [sys.executable, str(ROOT / "train.py"), f"seed={seed}", "data.batch_size=0"],
+                [sys.executable, str(ROOT / "train.py"), f"seed={seed}", "data.batch_size=0", KEEP],
                 cwd=tmp_path,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -56,5 +73,52 @@ def test_the_default_run_folders_are_unique(tmp_path):
         ]
         for process in processes:
             process.communicate(timeout=120)
-    folders = [path.parent.parent for path in (tmp_path / "outputs").glob("*/*/.hydra/overrides.yaml")]
+    folders = [path.parent.parent for path in (tmp_path / "outputs").glob("*/*/saved/overrides.yaml")]
     assert len(folders) == 4 and len(set(folders)) == 4
+
+
+def test_a_folder_left_with_only_hydras_files_is_removed_at_exit_with_the_parents_made_for_it(tmp_path):
+    from mnistlab.runs import run_dir
+
+    (tmp_path / "outputs").mkdir()
+    refused, trained = (claim_new_dir(str(tmp_path / "outputs" / day / "12-00-00")) for day in ("day1", "day2"))
+    for folder in (refused, trained):
+        (Path(folder) / ".hydra").mkdir()
+        (Path(folder) / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (Path(trained) / "env.json").write_text("{}")  # written once training starts
+    run_dir.discard_unused()  # what the process does at exit
+    assert not run_dir.claimed
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "outputs",
+        "outputs/day2",
+        "outputs/day2/12-00-00",
+        "outputs/day2/12-00-00/.hydra",
+        "outputs/day2/12-00-00/.hydra/config.yaml",
+        "outputs/day2/12-00-00/env.json",
+    ]  # outputs/ was there before: it stays
+
+
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}  # nothing there
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["trainer.max_epochs=-1"], "set trainer.max_steps"),
+        (["data.data_dir=nowhere"], "MNIST not found: .* missing in nowhere/MNIST/raw/ and the download failed"),
+    ],
+    ids=["max_epochs=-1", "no data, offline"],
+)
+def test_a_run_refused_before_training_says_why_in_one_line_and_leaves_no_folder(arguments, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *arguments, "threads=1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **OFFLINE},
+    )
+    assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and re.search(message, line), line
+    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/, no nowhere/MNIST/raw/

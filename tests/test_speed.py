@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 from helpers import compose, quick_overrides
+from helpers.capabilities import skip_unless_cpu_trains
 from lightning.pytorch.profilers import SimpleProfiler
 
 from mnistlab.callbacks.progress import ProgressBar
@@ -141,6 +142,7 @@ class InferenceModeProbe(L.Callback):
 
 @pytest.mark.parametrize("model", [SMALL_CNN, SMALL_LSTM], ids=["cnn", "lstm"])
 def test_bf16_mixed_trains_and_evaluates_under_inference_mode(model, mnist_dir, tmp_path):
+    skip_unless_cpu_trains("bf16-mixed", torch.nn.LSTM if model is SMALL_LSTM else torch.nn.Conv2d, torch.nn.Linear)
     cfg = compose(
         quick_overrides(mnist_dir, tmp_path)
         + model

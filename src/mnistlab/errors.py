@@ -13,11 +13,16 @@ class DataError(UserError):
     """MNIST files missing, unreadable or corrupt."""
 
 
-class CheckpointError(UserError):
+class ReceivedFileError(UserError):
+    """A file that may come from someone else (a checkpoint, a run folder's config or records, a picture) that is
+    unreadable, malformed, too large or unsafe: refused at the boundary, mnistlab.received."""
+
+
+class CheckpointError(ReceivedFileError):
     """A checkpoint or exported model missing, unreadable, unsafe, or not from this project."""
 
 
-class UnsafeConfigError(UserError):
+class UnsafeConfigError(ReceivedFileError):
     """A checkpoint or saved config names something to build that is neither allowed nor trusted."""
 
 

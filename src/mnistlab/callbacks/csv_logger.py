@@ -7,6 +7,7 @@ from typing import Optional
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from mnistlab.perf.lightning_internals import CSVLoggerBase, CSVWriterBase
+from mnistlab.received.records import read_metric_rows
 
 
 class ContinuingWriter(CSVWriterBase):
@@ -21,10 +22,8 @@ class ContinuingWriter(CSVWriterBase):
         # Hydra run folder always does (.hydra/)
         if not os.path.isfile(self.metrics_file_path):
             return
-        with open(self.metrics_file_path, newline="") as file:
-            reader = csv.DictReader(file)
-            keys = list(reader.fieldnames or [])
-            kept = [row for row in reader if row.get("step") and int(float(row["step"])) < self.resume_step]
+        keys, rows = read_metric_rows(self.metrics_file_path)  # a received run's file: read at the boundary
+        kept = [row for row in rows if int(row["step"]) < self.resume_step]
         os.remove(self.metrics_file_path)
         if kept:
             self.metrics_keys = keys

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 from mnistlab.errors import ConfigError, UnsafeConfigError
 
 NETWORK_KINDS = "mnistlab.models networks, torch.optim optimizers, mnistlab.training.schedulers"
+DATA_KINDS = "mnistlab.data's data modules"
 RUN_KINDS = (
     f"{NETWORK_KINDS}, mnistlab.data's data modules, mnistlab.training.classifier.Classifier, "
     "lightning.pytorch.Trainer, Lightning's and mnistlab's callbacks, loggers, profilers"
@@ -56,20 +57,25 @@ def network_rules() -> Dict[str, Callable[[object, str], bool]]:
     return rules
 
 
+def data_rules() -> Dict[str, Callable[[object, str], bool]]:
+    """What the tools (eval, export, report) build from a run's saved config: its data module alone."""
+    import mnistlab.data  # the package only: its modules are listed, not imported
+
+    return {
+        f"mnistlab.data.{info.name}": subclass_of("lightning.pytorch", "LightningDataModule", defined_here=True)
+        for info in pkgutil.iter_modules(mnistlab.data.__path__)
+    }
+
+
 def run_rules() -> Dict[str, Callable[[object, str], bool]]:
     """What a run's config builds besides: the data module (conf/data/), the LightningModule (conf/model/),
     the trainer, its callbacks, loggers and profiler (conf/)."""
-    import mnistlab.data  # the package only: its modules are listed, not imported
-
     callback = ("lightning.pytorch.callbacks", "Callback")
     logger = ("lightning.pytorch.loggers", "Logger")
     profiler = ("lightning.pytorch.profilers", "Profiler")
     return {
         **network_rules(),
-        **{
-            f"mnistlab.data.{info.name}": subclass_of("lightning.pytorch", "LightningDataModule", defined_here=True)
-            for info in pkgutil.iter_modules(mnistlab.data.__path__)
-        },
+        **data_rules(),
         "mnistlab.training.classifier": subclass_of("lightning.pytorch", "LightningModule", defined_here=True),
         "lightning.pytorch": the_class("lightning.pytorch", "Trainer"),
         "lightning.pytorch.callbacks": subclass_of(*callback),
@@ -130,12 +136,24 @@ def refusal(target, rules: dict, trusted: Tuple[str, ...]) -> Optional[str]:
     return f"{name} there is not a {'kind of object allowed' if module in rules else 'definition of a trusted module'}"
 
 
+KINDS = {"network": (network_rules, NETWORK_KINDS), "data": (data_rules, DATA_KINDS), "run": (run_rules, RUN_KINDS)}
+
+
 def check_targets(
-    node, trusted_modules: Iterable[str] = (), source: str = "the config", run_config: bool = False
+    node,
+    trusted_modules: Iterable[str] = (),
+    source: str = "the config",
+    run_config: bool = False,
+    kinds: str = "",
+    unresolved: bool = False,
 ) -> None:
     """Raise UnsafeConfigError, in one line naming `source` and the refused entry, unless every
     `_target_` in `node` (plain dicts and lists, or a DictConfig: checked resolved) may be built.
-    `run_config`: also the trainer, callbacks, loggers and profilers of a run's saved config."""
+    kinds: what may be built, "network" (a Classifier's parts, the default), "data" (a data module) or "run"
+    (`run_config`: also the trainer, callbacks, loggers and profilers of a run's saved config).
+    unresolved: a first look at a saved config before it is resolved: references in other values pass (they
+    are resolved, and everything checked again, by mnistlab.received.run_config), never in a `_target_`."""
+    make_rules, allowed = KINDS[kinds or ("run" if run_config else "network")]
     from omegaconf import DictConfig, ListConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -150,19 +168,19 @@ def check_targets(
             raise ConfigError(f"trusted_modules: {module!r} is not a module name such as mypkg.nets")
     rules = None
     for where, value, is_target in entries(node):
-        if isinstance(value, str) and "${" in value:
+        if isinstance(value, str) and "${" in value and (is_target or not unresolved):
             raise UnsafeConfigError(
                 f"{source}: refused {where}={shown(value)}: an interpolation is resolved "
                 f"when the config is built and could build anything; nothing was run"
             )
         if not is_target:
             continue
-        rules = rules if rules is not None else (run_rules() if run_config else network_rules())
+        rules = rules if rules is not None else make_rules()
         why = refusal(value, rules, trusted)
         if why is not None:
             raise UnsafeConfigError(
                 f"{source}: refused to build {where}={shown(value)} ({why}); nothing was run. Only "
-                f"{RUN_KINDS if run_config else NETWORK_KINDS} are built, and classes of modules trusted on "
+                f"{allowed} are built here, and classes of modules trusted on "
                 f"the command line (trusted_modules=[<module>])"
             )
 

@@ -9,7 +9,8 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from mnistlab.config.train import check_trusted_modules, require
+from mnistlab.config.train import check_max_parameters, check_trusted_modules, require
+from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 
 
 @dataclass
@@ -41,10 +42,12 @@ class EvalConfig:
     output: Optional[str] = None
     threads: Optional[int] = None
     trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.config.targets
+    max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
     watch: WatchConfig = field(default_factory=WatchConfig)
 
     def __post_init__(self) -> None:
         check_trusted_modules(self.trusted_modules)
+        check_max_parameters(self.max_parameters)
         require(self.split in ("test", "val"), "split", "must be test or val", self.split)
         require(self.threads is None or self.threads > 0, "threads", "must be null or a positive integer", self.threads)
 
@@ -59,9 +62,11 @@ class ExportConfig:
     tolerance: float = 1e-4
     threads: Optional[int] = None
     trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.config.targets
+    max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
 
     def __post_init__(self) -> None:
         check_trusted_modules(self.trusted_modules)
+        check_max_parameters(self.max_parameters)
         require(self.format in ("torchscript", "onnx"), "format", "must be torchscript or onnx", self.format)
         require(self.check_images > 0, "check_images", "must be a positive integer", self.check_images)
         require(self.tolerance > 0, "tolerance", "must be positive", self.tolerance)
@@ -75,9 +80,12 @@ class PredictConfig:
     invert: Optional[bool] = None  # null: detect a light background and invert
     threads: Optional[int] = None
     trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.config.targets
+    max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
+    torchscript: bool = False  # run a TorchScript file: a program, not data (docs/security.md)
 
     def __post_init__(self) -> None:
         check_trusted_modules(self.trusted_modules)
+        check_max_parameters(self.max_parameters)
         require(1 <= self.top_k <= 10, "top_k", "must be between 1 and 10", self.top_k)
 
 

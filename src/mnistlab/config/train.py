@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
+from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 
 
 def require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -28,6 +29,10 @@ def check_trusted_modules(names: List[str]) -> None:
         "must hold module names such as mypkg.nets",
         list(names),
     )
+
+
+def check_max_parameters(value: int) -> None:
+    require(value > 0, "max_parameters", "must be a positive integer", value)
 
 
 def check_dropout(key: str, value: float) -> None:
@@ -46,6 +51,9 @@ class AugmentConfig:
         require(0 <= self.scale < 1, "data.augment.scale", "must be in [0, 1)", self.scale)
 
 
+MAX_BATCH = 60_000  # MNIST's training images: a batch or split cannot be larger
+
+
 @dataclass
 class DataConfig:
     """conf/data/mnist.yaml: the arguments of mnistlab.data.mnist.MNISTDataModule."""
@@ -62,9 +70,14 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        require(self.batch_size > 0, "data.batch_size", "must be a positive integer", self.batch_size)
-        require(self.eval_batch_size > 0, "data.eval_batch_size", "must be a positive integer", self.eval_batch_size)
-        require(self.val_size > 0, "data.val_size", "must be a positive integer", self.val_size)
+        require(0 < self.batch_size <= MAX_BATCH, "data.batch_size", f"must be in [1, {MAX_BATCH}]", self.batch_size)
+        require(
+            0 < self.eval_batch_size <= MAX_BATCH,
+            "data.eval_batch_size",
+            f"must be in [1, {MAX_BATCH}]",
+            self.eval_batch_size,
+        )
+        require(0 < self.val_size < MAX_BATCH, "data.val_size", f"must be in [1, {MAX_BATCH})", self.val_size)
         require(self.std > 0, "data.std", "must be positive", self.std)
 
 
@@ -316,10 +329,12 @@ class TrainConfig:
     resume: Optional[str] = None  # a run directory: continue it (see mnistlab.runs.resume)
     report: bool = True  # report.png and report.md in the run directory (mnistlab.runs.report)
     trusted_modules: List[str] = field(default_factory=list)  # the command line's only: never a saved one's
+    max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
 
     def __post_init__(self) -> None:
         require(self.threads is None or self.threads > 0, "threads", "must be null or a positive integer", self.threads)
         check_trusted_modules(self.trusted_modules)
+        check_max_parameters(self.max_parameters)
 
 
 SCHEMAS = {
@@ -353,3 +368,14 @@ def validate(cfg: DictConfig) -> None:
         raise
     except Exception as err:  # an interpolation or a missing value
         raise ConfigError(str(err).splitlines()[0]) from err
+    check_run_length(cfg)
+
+
+def check_run_length(cfg: DictConfig) -> None:
+    """max_epochs=-1 trains without end: a learning-rate schedule, spread over the run's steps, needs max_steps."""
+    trainer, model = cfg.get("trainer") or {}, cfg.get("model") or {}
+    if trainer.get("max_epochs") == -1 and trainer.get("max_steps", -1) in (-1, None) and model.get("scheduler"):
+        raise ConfigError(
+            "trainer.max_epochs=-1 trains without end, and the learning-rate schedule needs the run's length: "
+            "set trainer.max_steps (e.g. trainer.max_steps=20000), or scheduler=none"
+        )

@@ -7,8 +7,6 @@ Before that, the package was flat: MOVED maps the modules a saved `_target_` may
 Imports nothing heavy.
 """
 
-from omegaconf import DictConfig, OmegaConf
-
 MNIST_DATA_MODULE = "mnistlab.data.mnist.MNISTDataModule"
 CLASSIFIER = "mnistlab.training.classifier.Classifier"
 OLD_TRAINING_KEYS = ("l2", "label_smoothing", "init", "init_std", "init_bias")  # the rest was the network's
@@ -61,14 +59,13 @@ def upgrade_hparams(hparams: dict) -> dict:
     return {**split_old_model(hparams["model"]), **rest}
 
 
-def upgrade_run_config(cfg: DictConfig) -> DictConfig:
-    """A run's saved config (.hydra/config.yaml): `_target_`s for its data and model configs, moved modules renamed."""
-    cfg = OmegaConf.create(moved(OmegaConf.to_container(cfg)))  # interpolations kept as they were
+def upgrade_run_config(cfg: dict) -> dict:
+    """A run's saved config (.hydra/config.yaml, plain and unresolved): `_target_`s for its data and model
+    configs, moved modules renamed."""
+    cfg = moved(cfg)  # interpolations kept as they were
     data, model = cfg.get("data"), cfg.get("model")
-    if isinstance(data, DictConfig) and "_target_" not in data:
-        data._target_ = MNIST_DATA_MODULE
-        data.seed = "${seed}"
-    if isinstance(model, DictConfig) and "net" not in model and "_target_" in model:
-        old = OmegaConf.to_container(model)  # interpolations kept as they were
-        cfg.model = {"_target_": CLASSIFIER, "_recursive_": False, **split_old_model(old), **SHARED}
+    if isinstance(data, dict) and "_target_" not in data:
+        cfg["data"] = {**data, "_target_": MNIST_DATA_MODULE, "seed": "${seed}"}
+    if isinstance(model, dict) and "net" not in model and "_target_" in model:
+        cfg["model"] = {"_target_": CLASSIFIER, "_recursive_": False, **split_old_model(model), **SHARED}
     return cfg

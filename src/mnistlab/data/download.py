@@ -20,26 +20,35 @@ TIMEOUT_S = 30
 
 
 def fetch(url: str, target: Path, md5: str) -> bool:
-    """Download url to target through a temporary file; keep it only if its MD5 matches."""
+    """Download url to target through a temporary file; keep it only if its MD5 matches. The target's folder
+    is created once the mirror answers: an offline try leaves no folder behind."""
     digest = hashlib.md5()
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != md5:
-            return False
-        os.replace(partial, target)
-        return True
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != md5:
+                return False
+            os.replace(partial, target)
+            return True
+        finally:
+            Path(partial).unlink(missing_ok=True)
+
+
+def missing_folders(path: Path) -> list:
+    """path and those of its parents that do not exist, deepest first."""
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
 
 
 def download_missing(raw_dir: Path, mirrors=None) -> list:
-    """Fetch each missing file from the first mirror that serves it intact; the names still missing."""
+    """Fetch each missing file from the first mirror that serves it intact; the names still missing. raw_dir
+    is made only for a file that arrives: the folders made for nothing are removed again."""
     mirrors = mirrors or MIRRORS
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    made = missing_folders(raw_dir)
     missing = []
     for name, md5 in MD5.items():
         target = raw_dir / name
@@ -53,4 +62,9 @@ def download_missing(raw_dir: Path, mirrors=None) -> list:
                 continue
         else:
             missing.append(name)
+    for folder in made:  # deepest first; a folder that holds a file stays, and so do its parents
+        try:
+            folder.rmdir()
+        except OSError:
+            break
     return missing

@@ -61,8 +61,7 @@ class MNISTDataModule(L.LightningDataModule):
             raise DataError(
                 f"MNIST not found: {', '.join(missing)} missing in {self.raw_dir}/"
                 f"{' and the download failed (offline?)' if self.download else ''}. "
-                f"Put the four .gz files in <data_dir>/MNIST/raw/, or point data.data_dir at a folder "
-                f"that has them, e.g. data.data_dir=../shared/data"
+                f"Copy the files there, or name the folder that holds MNIST/raw/: data.data_dir=<folder>"
             )
 
     def load(self, split: str) -> tuple:

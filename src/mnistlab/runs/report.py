@@ -8,8 +8,6 @@ train.py writes both when it ends (report=false: not); this remakes them for any
 checkpoint (the one train.py tested) again.
 """
 
-import csv
-import json
 import os
 import shlex
 import sys
@@ -30,18 +28,9 @@ CURVES = {
 
 def read_curves(run_dir: Path) -> Dict[str, Tuple[List[int], List[float]]]:
     """Each column of metrics.csv as (steps, values), its empty cells left out."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return {}
-    curves: Dict[str, Tuple[List[int], List[float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for name, value in row.items():
-                if value and name not in ("step", "epoch"):
-                    steps, values = curves.setdefault(name, ([], []))
-                    steps.append(int(float(row["step"])))
-                    values.append(float(value))
-    return curves
+    from mnistlab.received.records import read_curves as read_received_curves
+
+    return read_received_curves(run_dir / "metrics.csv")
 
 
 def plot_curves(ax, curves: dict, names: tuple, ylabel: str) -> None:
@@ -173,17 +162,17 @@ def markdown_table(header: list, rows: list) -> List[str]:
 
 
 def overrides_of(run_dir: Path) -> Optional[List[str]]:
-    import yaml
+    from mnistlab.received.yaml_file import read_yaml
 
     path = run_dir / ".hydra" / "overrides.yaml"
-    return [str(item) for item in yaml.safe_load(path.read_text()) or []] if path.exists() else None
+    return [str(item) for item in read_yaml(path, list)] if path.exists() else None
 
 
 def report_markdown(run_dir: Path, metrics: dict, predictions) -> str:
-    shown = [(name, metrics[name]) for name in FINAL_METRICS if name in metrics]
+    shown = [(name, metrics[name]) for name in FINAL_METRICS if isinstance(metrics.get(name), (int, float))]
     lines = [f"# Run {os.path.relpath(run_dir)}", "", f"![report]({PICTURE})", "", "## Final metrics", ""]
     lines += markdown_table(
-        ["metric", "value"], [(name, value if name == "step" else f"{value:.4f}") for name, value in shown]
+        ["metric", "value"], [(name, int(value) if name == "step" else f"{value:.4f}") for name, value in shown]
     )
     overrides = overrides_of(run_dir)
     command = " ".join(["python train.py", *map(shlex.quote, overrides)]) if overrides is not None else None
@@ -231,6 +220,10 @@ def remake(run_dir: Path, data_dir: Optional[str] = None) -> None:
 
     if not is_run_dir(run_dir):  # before torch loads: a typo is answered at once
         raise UserError(f"{run_dir} is not a run directory of train.py (no .hydra/config.yaml in it)")
+    from mnistlab.received.files import refuse_links
+    from mnistlab.received.records import read_metrics
+
+    refuse_links(run_dir)  # report.png and report.md are written there
     from mnistlab.callbacks.predictions import RecordPredictions
     from mnistlab.runs.checkpoints import resolve_checkpoint
     from mnistlab.tools.eval import Evaluator, quiet_lightning
@@ -240,7 +233,7 @@ def remake(run_dir: Path, data_dir: Optional[str] = None) -> None:
     recorder = RecordPredictions()
     tested = Evaluator(run_dir, data_dir)(checkpoint, "test", callbacks=[recorder])
     metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else tested
+    metrics = read_metrics(metrics_file) if metrics_file.exists() else tested
     write_report(run_dir, recorder.predictions, metrics)
     print(f"report written: {run_dir / PICTURE}, {run_dir / MARKDOWN}")
 

@@ -12,6 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config.targets import check_targets
 from mnistlab.errors import UserError
+from mnistlab.received.checkpoint import ReceivedCheckpoint
+from mnistlab.received.files import refuse_links
+from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 from mnistlab.runs.run_dir import SAVED_CONFIG, run_dir_of, saved_config
 
 RESUME_KEYS = ("resume", "ckpt_path")
@@ -37,23 +40,37 @@ def apply_overrides(cfg: DictConfig, overrides: list, groups: set) -> None:
 
 
 def resumed_config(cfg: DictConfig) -> DictConfig:
-    """The config to train with: `cfg` itself, or for a resumed run its saved config and checkpoint."""
+    """The config to train with: `cfg` itself, or for a resumed run its saved config and checkpoint.
+
+    The saved config is read at the boundary (mnistlab.received.run_config): parsed as data, with this command
+    line's `paths` (the run folder Hydra was pointed at), resolved once and checked; then this command line's
+    overrides go on top. Trust and limits are the command line's alone: a file may not raise its own."""
     if cfg.get("resume") is not None:
         run_dir, ckpt_path = Path(cfg.resume), None  # its newest checkpoint, found below
     elif cfg.ckpt_path is not None and Path(cfg.ckpt_path).is_file() and run_dir_of(cfg.ckpt_path):
         run_dir, ckpt_path = run_dir_of(cfg.ckpt_path), Path(cfg.ckpt_path)
     else:
         return cfg
+    refuse_links(run_dir)  # the run's logs, metrics and checkpoints are written there again
     if ckpt_path is not None:
         from mnistlab.runs.checkpoints import load_checkpoint
 
-        load_checkpoint(ckpt_path, mmap=True)  # refuse an unsafe or damaged file before anything else
+        load_checkpoint(ckpt_path)  # refuse an unsafe or damaged file before anything else
     hydra = HydraConfig.get()
-    resumed = saved_config(run_dir)
-    apply_overrides(resumed, list(hydra.overrides.task), set(hydra.runtime.choices))
-    # The trust is this command line's alone: the saved file's own list would let it trust itself.
-    resumed.trusted_modules = list(cfg.get("trusted_modules") or [])
-    check_targets(resumed, resumed.trusted_modules, source=str(run_dir / SAVED_CONFIG), run_config=True)
+    trusted = list(cfg.get("trusted_modules") or [])
+    paths = OmegaConf.to_container(cfg.paths, resolve=True)  # this command line's: the run folder itself
+
+    def command_line(config: dict) -> dict:
+        node = OmegaConf.create(config)
+        apply_overrides(node, list(hydra.overrides.task), set(hydra.runtime.choices))
+        return OmegaConf.to_container(node)
+
+    resumed = OmegaConf.create(saved_config(run_dir, trusted, paths, for_training=True, overrides=command_line))
+    resumed.trusted_modules = trusted
+    resumed.max_parameters = cfg.get("max_parameters", DEFAULT_MAX_PARAMETERS)
+    resumed.resume = cfg.get("resume")
+    resumed.paths = paths
+    check_targets(resumed, trusted, source=str(run_dir / SAVED_CONFIG), run_config=True)  # the overrides too
     if ckpt_path is None:
         from mnistlab.runs.checkpoints import latest_checkpoint
 
@@ -68,14 +85,25 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     return resumed
 
 
-def check_resumable(checkpoint: dict, path, trainer_cfg, model) -> None:
+def is_own_checkpoint(cfg: DictConfig) -> bool:
+    """The checkpoint to fit from is one of this run folder's own (a resumed run), not one from elsewhere."""
+    owner = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    return owner is not None and owner.resolve() == Path(cfg.paths.output_dir).resolve()
+
+
+def epochs_processed(checkpoint: ReceivedCheckpoint) -> int:
+    """Epochs whose batches all ran, from the fit loop's saved progress (0 where it has none that reads)."""
+    node = checkpoint.rest.get("loops")
+    for key in ("fit_loop", "epoch_progress", "current", "processed"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, int) and not isinstance(node, bool) and node >= 0 else 0
+
+
+def check_resumable(checkpoint: ReceivedCheckpoint, path, trainer_cfg, model) -> None:
     """Refuse, in one line, a checkpoint that the trainer limits leave nothing to train from, or whose
-    weights do not fit the model the config builds (Lightning would raise deep inside fit). Also one
-    whose hyperparameters name something not allowed: unused here, but a checkpoint is data everywhere."""
-    check_targets(checkpoint.get("hyper_parameters") or {}, getattr(model, "trusted_modules", ()), source=str(path))
-    step = int(checkpoint.get("global_step", 0))
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
-    epochs_done = int(progress.get("current", {}).get("processed", 0))  # epochs whose batches all ran
+    weights do not fit the model the config builds (Lightning would raise deep inside fit)."""
+    step = checkpoint.global_step
+    epochs_done = epochs_processed(checkpoint)
     where = f"{path} stands at step {step} ({epochs_done} epoch{'s' * (epochs_done != 1)} done)"
     max_steps, max_epochs = trainer_cfg.get("max_steps", -1), trainer_cfg.get("max_epochs")
     if max_steps is not None and 0 < max_steps <= step:
@@ -85,7 +113,7 @@ def check_resumable(checkpoint: dict, path, trainer_cfg, model) -> None:
             f"{where}: trainer.max_epochs={max_epochs} is reached already; raise it above {epochs_done} to train on"
         )
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
-    saved = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
+    saved = {name: tuple(value.shape) for name, value in checkpoint.state_dict.items()}
     if saved != expected:
         differing = sorted(set(saved) ^ set(expected)) or [n for n in expected if saved[n] != expected[n]]
         raise UserError(

@@ -3,12 +3,14 @@
 Imports nothing heavy: train.py uses it to pick the run directory before Hydra starts.
 """
 
+import atexit
 import itertools
 import os
+import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from mnistlab.errors import UserError
 from mnistlab.runs.distributed import one_for_all_ranks
@@ -18,16 +20,44 @@ CHECKPOINTS = "checkpoints"
 FINAL_METRICS = "metrics.json"  # written when a run has finished: its last checkpoint is in place
 
 
+# What Hydra writes into a run folder before the task starts: a folder holding nothing else has no results
+HYDRA_ONLY = {".hydra", "train.log"}
+claimed: List[tuple] = []  # (folder, the parents made for it, deepest first), claimed by this process
+
+
 def claim_new_dir(path: str) -> str:
     """`path`, else `path-1`, `path-2`, ...: the first that did not exist, created here. mkdir is atomic, so
-    runs started in the same second (two shells, a script's loop, a job array) each get their own folder."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    runs started in the same second (two shells, a script's loop, a job array) each get their own folder.
+    A folder still holding only Hydra's files when the process ends (a run refused before training) is removed,
+    with the parents made for it (discard_unused)."""
+    parent = Path(path).parent
+    made = [folder for folder in (parent, *parent.parents) if not folder.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
     for n in itertools.count():
         candidate = path if n == 0 else f"{path}-{n}"
         try:
             os.mkdir(candidate)
-            return candidate
         except FileExistsError:
+            continue
+        if not claimed:
+            atexit.register(discard_unused)
+        claimed.append((Path(candidate), made))
+        return candidate
+
+
+def discard_unused() -> None:
+    """At exit: remove each claimed folder that holds nothing but Hydra's files (.hydra/, train.log), and the
+    parents made for it that are left empty. A run that started training has written more (env.json, logs,
+    checkpoints); a sweep's folder holds its jobs."""
+    while claimed:
+        folder, made = claimed.pop()
+        try:
+            if not folder.is_dir() or not {entry.name for entry in folder.iterdir()} <= HYDRA_ONLY:
+                continue
+            shutil.rmtree(folder)
+            for empty in made:
+                empty.rmdir()
+        except OSError:  # not empty (another run's folder), gone already, not ours to remove
             continue
 
 
@@ -51,28 +81,23 @@ def run_dir_of(path) -> Optional[Path]:
     return None
 
 
-def saved_config(run_dir: Path) -> DictConfig:
-    """A run's config as train.py saved it (unresolved); one of an older mnistlab in today's shape."""
-    from mnistlab.config.upgrade import upgrade_run_config
+def saved_config(run_dir: Path, trusted_modules=(), paths: Optional[dict] = None, for_training=False, overrides=None):
+    """A run's config as train.py saved it, read at the boundary (mnistlab.received.run_config): parsed as data,
+    resolved once, checked; an older mnistlab's in today's shape. A plain dict."""
+    from mnistlab.received.run_config import read_run_config
 
-    return upgrade_run_config(OmegaConf.load(run_dir / SAVED_CONFIG))
+    return read_run_config(Path(run_dir), paths, trusted_modules, for_training, overrides)
 
 
 def data_config(run_dir: Optional[Path], trusted_modules=(), **overrides) -> dict:
     """The data config a run was trained with (its `_target_` checked: the file is data), or conf/data/mnist.yaml's
     defaults for a checkpoint without its run; resolved, with `overrides` of the arguments that it has."""
-    from mnistlab.config.targets import check_targets
     from mnistlab.config.train import DataConfig
-    from mnistlab.errors import ConfigError
 
     if run_dir is None:
         data = OmegaConf.to_container(OmegaConf.structured(DataConfig))
     else:
-        try:
-            data = OmegaConf.to_container(saved_config(run_dir).data, resolve=True)
-        except Exception as err:  # a missing data config, an interpolation that does not resolve
-            raise ConfigError(f"{run_dir / SAVED_CONFIG}: data: {str(err).splitlines()[0]}") from None
-        check_targets({"data": data}, trusted_modules, source=str(run_dir / SAVED_CONFIG), run_config=True)
+        data = saved_config(run_dir, trusted_modules)["data"]
     return {**data, **{key: value for key, value in overrides.items() if key in data}}
 
 

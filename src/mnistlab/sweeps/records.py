@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mnistlab.cli import one_line
+from mnistlab.received.records import STATUSES  # noqa: F401  (unfinished: no record, e.g. the sweep was killed)
 
 RECORD = "job.json"
-STATUSES = ("ok", "pruned", "failed", "unfinished")  # unfinished: no record, e.g. the sweep was killed
 PRUNING_OVERRIDE = "+callbacks.optuna_pruning"  # how the Optuna sweeper reaches a trial: not a parameter
 
 
@@ -48,20 +48,17 @@ def write_record(job_dir: Path, overrides: list, return_value: Any, completed: b
 
 
 def read_record(job_dir: Path) -> dict:
-    """A job's record; a job without one (killed, or run before records existed) is rebuilt from its files."""
-    import yaml
+    """A job's record, read at the boundary (mnistlab.received.records); a job without one (killed, or run before
+    records existed) is rebuilt from its files."""
+    from mnistlab.received.records import read_job_record, read_metrics
+    from mnistlab.received.yaml_file import read_yaml
 
     path = job_dir / RECORD
     if path.exists():
-        return json.loads(path.read_text())
+        return read_job_record(path)
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    overrides = [str(item) for item in read_yaml(overrides_file, list)] if overrides_file.exists() else []
     metrics_file = job_dir / "metrics.json"
     if metrics_file.exists():
-        return {
-            "status": "ok",
-            "seconds": None,
-            "overrides": overrides,
-            "metrics": json.loads(metrics_file.read_text()),
-        }
+        return {"status": "ok", "seconds": None, "overrides": overrides, "metrics": read_metrics(metrics_file)}
     return {"status": "unfinished", "seconds": None, "overrides": overrides}

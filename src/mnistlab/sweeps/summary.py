@@ -243,11 +243,17 @@ def plot(jobs: List[Job], params: List[str], metric: str, direction: str, title:
 
 def sweep_settings(sweep_dir: Path) -> tuple:
     """The optimised metric and direction the sweep itself used (its multirun.yaml), else val/acc, maximize."""
-    from omegaconf import OmegaConf
+    from mnistlab.received.yaml_file import read_yaml
 
     settings = sweep_dir / "multirun.yaml"
-    sweeper = OmegaConf.load(settings).hydra.get("sweeper", {}) if settings.exists() else {}
-    return sweeper.get("metric") or "val/acc", sweeper.get("direction") or "maximize"
+    hydra = read_yaml(settings).get("hydra") if settings.exists() else None
+    sweeper = hydra.get("sweeper") if isinstance(hydra, dict) else None
+    sweeper = sweeper if isinstance(sweeper, dict) else {}
+    metric, direction = sweeper.get("metric"), sweeper.get("direction")
+    return (
+        metric if isinstance(metric, str) and "${" not in metric else "val/acc",
+        direction if direction in ("maximize", "minimize") else "maximize",
+    )
 
 
 def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional[str] = None) -> List[dict]:
@@ -258,6 +264,9 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
     metric, direction = metric or default_metric, direction or default_direction
     if direction not in ("maximize", "minimize"):
         raise UserError(f"direction must be maximize or minimize, got {direction!r}")
+    from mnistlab.received.files import refuse_links
+
+    refuse_links(sweep_dir)  # summary.csv, .md and .png are written there
     jobs = find_jobs(sweep_dir)
     if not jobs:
         raise UserError(f"{sweep_dir} holds no sweep jobs (no <job>/.hydra/overrides.yaml or <job>/{RECORD})")

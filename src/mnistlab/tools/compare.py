@@ -8,9 +8,7 @@ one colour per row).
 """
 
 import csv
-import json
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -43,11 +41,13 @@ def run_dirs(path: Path) -> List[Path]:
 
 def seconds_of(run_dir: Path) -> Optional[float]:
     """A single run keeps no job.json: from its start (env.json) to its final metrics.json."""
+    from mnistlab.received.records import read_start_time
+
     env, final = run_dir / "env.json", run_dir / "metrics.json"
     if not (env.exists() and final.exists()):
         return None
-    started = datetime.fromisoformat(json.loads(env.read_text())["started"]).timestamp()
-    return final.stat().st_mtime - started
+    started = read_start_time(env)
+    return final.stat().st_mtime - started if started is not None else None
 
 
 def load_job(run_dir: Path) -> Job:

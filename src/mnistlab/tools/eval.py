@@ -10,6 +10,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from mnistlab.config.train import validate
+from mnistlab.received.files import refuse_links
 from mnistlab.runs.run_dir import data_config, run_dir_of, saved_config
 
 log = logging.getLogger(__name__)
@@ -18,17 +19,18 @@ log = logging.getLogger(__name__)
 class Evaluator:
     """Evaluates checkpoints of one run the way train.py tests them: same data, batches, precision."""
 
-    def __init__(self, run_dir: Optional[Path], data_dir: Optional[str], trusted_modules=()):
+    def __init__(self, run_dir: Optional[Path], data_dir: Optional[str], trusted_modules=(), max_parameters=None):
         from hydra.utils import instantiate
 
         self.trusted_modules = list(trusted_modules)  # the command line's (README: Safety)
+        self.max_parameters = max_parameters
 
-        run_cfg = saved_config(run_dir) if run_dir is not None else None
+        run_cfg = saved_config(run_dir, self.trusted_modules) if run_dir is not None else {}
         overrides = {"seed": 0, **({"data_dir": data_dir} if data_dir is not None else {})}  # eval is not shuffled
         data = data_config(run_dir, self.trusted_modules, **overrides)  # the run's data module, checked
-        trainer_cfg = run_cfg.trainer if run_cfg is not None else {}
-        self.accelerator = trainer_cfg.get("accelerator", "auto")
-        self.precision = trainer_cfg.get("precision", "32-true")
+        trainer_cfg = run_cfg.get("trainer") or {}
+        self.accelerator = str(trainer_cfg.get("accelerator", "auto"))
+        self.precision = str(trainer_cfg.get("precision", "32-true"))
         self.datamodule = instantiate(data, _convert_="all")
         self.datamodule.prepare_data()
 
@@ -37,7 +39,7 @@ class Evaluator:
 
         from mnistlab.runs.checkpoints import load_classifier
 
-        model, checkpoint = load_classifier(ckpt_path, self.trusted_modules)
+        model, checkpoint = load_classifier(ckpt_path, self.trusted_modules, self.max_parameters)
         trainer = L.Trainer(
             accelerator=self.accelerator,
             devices=1,
@@ -52,8 +54,8 @@ class Evaluator:
         [metrics] = run(model, datamodule=self.datamodule, verbose=False)
         return {
             "checkpoint": str(ckpt_path),
-            "step": int(checkpoint.get("global_step", 0)),
-            "epoch": int(checkpoint.get("epoch", 0)),
+            "step": checkpoint.global_step,
+            "epoch": checkpoint.epoch,
             "split": split,
             **{name: float(value) for name, value in metrics.items()},
         }
@@ -79,7 +81,8 @@ def evaluate(cfg: DictConfig) -> dict:
     import torch
 
     from mnistlab.callbacks.predictions import RecordPredictions
-    from mnistlab.runs.checkpoints import load_checkpoint, resolve_checkpoint
+    from mnistlab.received.checkpoint import read_checkpoint
+    from mnistlab.runs.checkpoints import resolve_checkpoint
     from mnistlab.runs.report import write_eval_details
 
     if cfg.threads is not None:
@@ -91,10 +94,13 @@ def evaluate(cfg: DictConfig) -> dict:
         return watch(cfg)
 
     ckpt_path = resolve_checkpoint(cfg.ckpt_path)
-    load_checkpoint(ckpt_path, mmap=True)  # an unreadable or unsafe file is refused before any data loads
+    read_checkpoint(ckpt_path, cfg.trusted_modules, cfg.max_parameters)  # refused before any data loads
     run_dir = run_dir_of(ckpt_path)
     recorder = RecordPredictions()  # for the confusion matrix and mistakes beside the metrics
-    metrics = Evaluator(run_dir, cfg.data.data_dir, cfg.trusted_modules)(ckpt_path, cfg.split, callbacks=[recorder])
+    evaluator = Evaluator(run_dir, cfg.data.data_dir, cfg.trusted_modules, cfg.max_parameters)
+    metrics = evaluator(ckpt_path, cfg.split, callbacks=[recorder])
+    if run_dir is not None and not cfg.output:
+        refuse_links(run_dir)  # the results go to <run>/eval/
     output = Path(cfg.output) if cfg.output else default_output(ckpt_path, run_dir, cfg.split)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(metrics, indent=2))

@@ -16,6 +16,7 @@ from torch import nn
 
 from mnistlab.config.train import validate
 from mnistlab.errors import DataError, UserError
+from mnistlab.received.files import refuse_links
 from mnistlab.runs.run_dir import data_config, run_dir_of
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -81,9 +82,11 @@ def export(cfg: DictConfig) -> dict:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path)
-    model, _ = load_classifier(ckpt_path, cfg.trusted_modules)
+    model, _ = load_classifier(ckpt_path, cfg.trusted_modules, cfg.max_parameters)
     net = model.inference_net.eval()
     run_dir = run_dir_of(ckpt_path)
+    if run_dir is not None and not cfg.output:
+        refuse_links(run_dir)  # the export goes to <run>/export/
     images, described = test_images(run_dir, cfg.data.data_dir, cfg.check_images, cfg.trusted_modules)
     if cfg.output:
         output = Path(cfg.output)

@@ -11,32 +11,10 @@ from typing import Optional
 
 import numpy as np
 
-from mnistlab.errors import UserError
+from mnistlab.received.image import ImageError, read_gray
 
 SIDE, BOX = 28, 20
 INK = 0.05  # of the brightest pixel: what counts as the digit when finding its bounding box
-
-
-class ImageError(UserError):
-    """A file that is not a readable picture of a digit."""
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """The picture as float gray levels in [0, 1]; transparency is laid on white (drawn digits)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)  # photos taken sideways
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                background = Image.new("RGBA", image.size, "white")
-                image = Image.alpha_composite(background, image.convert("RGBA"))
-            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (PNG, JPG, ... expected)") from None
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ImageError(f"{path}: unreadable image ({err})") from None
-    return gray
 
 
 def border(gray: np.ndarray) -> np.ndarray:

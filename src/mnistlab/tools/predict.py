@@ -2,9 +2,8 @@
 
 import glob
 import sys
-import zipfile
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig
@@ -13,20 +12,12 @@ from mnistlab.config.train import validate
 from mnistlab.errors import CheckpointError, UserError
 
 
-def is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold compiled code; Lightning checkpoints only pickled data."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any("/code/" in name for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def load_model(path, trusted_modules=()) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from float32 images (N, 1, 28, 28) in [0, 1] to logits, for a checkpoint (file or
-    run directory), an exported TorchScript file or an ONNX file. trusted_modules: README, Safety."""
+def load_model(path, trusted_modules=(), max_parameters=None, torchscript: bool = False):
+    """A function from float32 images (N, 1, 28, 28) in [0, 1] to logits, for a checkpoint (file or run
+    directory), an ONNX file, or, only with torchscript=True, a TorchScript file (a program, not data)."""
     import torch
 
+    from mnistlab.received.checkpoint import is_torchscript
     from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
 
     path = resolve_checkpoint(path)
@@ -40,13 +31,18 @@ def load_model(path, trusted_modules=()) -> Callable[[np.ndarray], np.ndarray]:
         name = session.get_inputs()[0].name
         return lambda images: session.run(None, {name: images})[0]
     if is_torchscript(path):
+        if not torchscript:
+            raise CheckpointError(
+                f"{path} is a TorchScript program, which can read and write files when run: not run. "
+                f"If you trust where it came from, add torchscript=true; to share a model, export it as ONNX"
+            )
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript is deprecated in torch >= 2.10, still loads
             net = torch.jit.load(str(path), map_location="cpu")
     else:
-        net = load_classifier(path, trusted_modules)[0].inference_net
+        net = load_classifier(path, trusted_modules, max_parameters)[0].inference_net
     net.eval()
 
     def run(images: np.ndarray) -> np.ndarray:
@@ -91,7 +87,7 @@ def predict(cfg: DictConfig) -> list:
 
         torch.set_num_threads(cfg.threads)
     files, problems = expand(cfg.images)
-    model = load_model(cfg.ckpt_path, cfg.trusted_modules)
+    model = load_model(cfg.ckpt_path, cfg.trusted_modules, cfg.max_parameters, cfg.torchscript)
     digits, readable = [], []
     for path in files:
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnistlab.errors import UserError
+from mnistlab.received.files import refuse_links
 from mnistlab.runs.run_dir import FINAL_METRICS, run_dir_of
 
 
@@ -50,7 +51,9 @@ def watch(cfg: DictConfig) -> list:
     run_dir = run_dir_of(cfg.ckpt_path)
     if run_dir is None or Path(cfg.ckpt_path).is_file():
         raise UserError(f"watch=true needs ckpt_path=<run directory>, got {cfg.ckpt_path}")
-    evaluate = Evaluator(run_dir, cfg.data.data_dir, cfg.trusted_modules)
+    evaluate = Evaluator(run_dir, cfg.data.data_dir, cfg.trusted_modules, cfg.max_parameters)
+    if not cfg.output:
+        refuse_links(run_dir)  # the results go to <run>/eval/
     output = Path(cfg.output) if cfg.output else run_dir / "eval" / "watch-val.jsonl"
     output.parent.mkdir(parents=True, exist_ok=True)
     new_checkpoints, results = NewCheckpoints(run_dir), []

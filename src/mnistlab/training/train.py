@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnistlab.config.train import validate
+from mnistlab.errors import CheckpointError, UserError
 from mnistlab.perf.garbage import collections_paused
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,19 @@ def build(cfg: DictConfig) -> tuple:
     from lightning.pytorch.callbacks import ProgressBar
 
     from mnistlab.callbacks.csv_logger import CSVLogger
+    from mnistlab.callbacks.progress import drop_advertising
     from mnistlab.callbacks.interrupt import SaveOnInterrupt
     from mnistlab.callbacks.validate_at_stop import ValidateAtStop
     from mnistlab.perf.fast_loop import install as install_fast_loop
     from mnistlab.perf.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
-    from mnistlab.runs.checkpoints import load_checkpoint
-    from mnistlab.runs.resume import check_resumable
+    from mnistlab.received.checkpoint import lightning_state, read_checkpoint
+    from mnistlab.runs.checkpoint_io import ValidatedCheckpointIO
+    from mnistlab.runs.resume import check_resumable, is_own_checkpoint
     from mnistlab.sweeps.parallel import default_threads
+    from mnistlab.training.precision import check_precision
     from mnistlab.training.running_sums import ResumeState
 
+    drop_advertising()  # Lightning's "try installing ..." tips
     cheap_cuda_checks()
     threads = cfg.threads if cfg.threads is not None else default_threads()  # parallel jobs share the cores
     if threads is not None:
@@ -79,15 +84,19 @@ def build(cfg: DictConfig) -> tuple:
     datamodule.prepare_data()  # the missing-data message comes before any model is built
 
     model = build_classifier(cfg)
+    trusted = list(cfg.get("trusted_modules") or [])
+    prepared = {}  # what Lightning's fit restores from, read and sanitised at the boundary
     if cfg.ckpt_path is not None:  # refuses an unsafe, spent or unfitting file with a clear message before Lightning
-        checkpoint = load_checkpoint(cfg.ckpt_path, mmap=True)
+        checkpoint = read_checkpoint(cfg.ckpt_path, trusted, cfg.get("max_parameters"))
         check_resumable(checkpoint, cfg.ckpt_path, cfg.trainer, model)
+        own_run = Path(cfg.paths.output_dir) if is_own_checkpoint(cfg) else None  # else no callback state
+        prepared[str(cfg.ckpt_path)] = lightning_state(checkpoint, own_run)
         log.info("resuming from %s", cfg.ckpt_path)
     log.info(f"torch CPU threads: {torch.get_num_threads()}")  # after the checks: a refused resume adds no line
     loggers = build_all(cfg, "logger")
     for logger in loggers:
         if cfg.ckpt_path is not None and isinstance(logger, CSVLogger):
-            logger.resume_step = int(checkpoint.get("global_step", 0))
+            logger.resume_step = checkpoint.global_step
     callbacks = build_all(cfg, "callbacks") + [
         ResumeState(),
         SaveOnInterrupt(Path(cfg.paths.output_dir, "checkpoints")),
@@ -96,7 +105,9 @@ def build(cfg: DictConfig) -> tuple:
     ]
     if cfg.trainer.get("enable_progress_bar") is False:  # +trainer.enable_progress_bar=false also drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    check_precision(model, cfg.trainer)  # e.g. bf16 and an LSTM on a CPU without AVX512-BF16: one line
+    checkpoint_io = ValidatedCheckpointIO(cfg.paths.output_dir, prepared, trusted, cfg.get("max_parameters"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io])
     apply_speedups(model, compile=cfg.compile)
     if cfg.get("fast_loop", True):  # a run saved before the option resumes with it too
         install_fast_loop(trainer)
@@ -123,10 +134,20 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:  # env.json, requirements.txt: before fitting, so that a crashed run has them
         write_environment(Path(cfg.paths.output_dir))
     stopper = next(c for c in trainer.callbacks if isinstance(c, SaveOnInterrupt))
+    prepared = getattr(trainer.strategy.checkpoint_io, "prepared", {})  # the resumed state (ValidatedCheckpointIO)
+    start_step = max((state["global_step"] for state in prepared.values()), default=0)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except Interrupted as stop:
         stopped(stop.signum, f"checkpoint of step {stop.step} saved in {os.path.relpath(stop.path)}", cfg)
+    except Exception as err:
+        if cfg.ckpt_path is None or isinstance(err, UserError) or trainer.global_step > start_step:
+            raise
+        # Failing before a step of its own, the run failed on the state it restored: the file's fault, in one line
+        raise CheckpointError(
+            f"{cfg.ckpt_path}: its saved training state cannot be restored ({type(err).__name__}: "
+            f"{(str(err).strip().splitlines() or [''])[0][:160]})"
+        ) from None
     if stopper.signum is not None:  # the signal came after the last training batch
         stopped(stopper.signum, "training had finished; the test was skipped", cfg)
     if trainer.interrupted:

@@ -1,0 +1,220 @@
+"""A checkpoint file as validated values: its hyperparameters by the command line's typed schema, the size of
+the network they describe counted before any weight exists, the weights' names, shapes and dtypes checked
+against that network, the step counters as integers, and for Lightning's restore only state that names no
+path outside the run (docs/security.md)."""
+
+import math
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from mnistlab.errors import CheckpointError, ReceivedFileError
+from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
+
+CHECKPOINT_SUFFIX = ".ckpt"
+MAX_COUNTER = 2**53  # steps and epochs: exact as floats too
+
+
+@dataclass
+class ReceivedCheckpoint:
+    path: Path
+    hparams: dict  # the Classifier's arguments, typed and checked
+    state_dict: dict  # name -> tensor, memory-mapped from the file
+    global_step: int
+    epoch: int
+    rest: dict = field(default_factory=dict)  # what else Lightning restores on resume (loops, optimizers, ...)
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (a program); Lightning checkpoints only pickled data."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def refusal_reason(err: pickle.UnpicklingError) -> str:
+    """torch's message is a page long; the line naming what the file tried to load is the news."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines or ["unsupported content"])[0].rstrip(".")[:200]
+
+
+def load_file(path, mmap: bool = True) -> dict:
+    """torch.load with weights_only=True (a file that would run code when unpickled is refused), memory-mapped
+    so that its tensors take no memory until read; only a dict with a state_dict passes."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if is_torchscript(path):
+        raise CheckpointError(
+            f"{path} is a TorchScript program, not a checkpoint: it is not loaded (a program can read and write "
+            f"files; predict.py runs one only with torchscript=true)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} refused: it is not a plain checkpoint of tensors and values "
+            f"({refusal_reason(err)}). Nothing in it was run; load it only if you "
+            f"trust where it came from"
+        ) from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: reading it would take more memory than there is") from None
+    except Exception as err:  # a damaged, truncated or foreign file: torch raises many kinds
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        if not mmap:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
+        return load_file(path, mmap=False)  # files of torch's legacy format cannot be memory-mapped
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict in it)")
+    return checkpoint
+
+
+def counter(checkpoint: dict, key: str, path) -> int:
+    value = checkpoint.get(key, 0)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_COUNTER:
+        raise CheckpointError(f"{path}: {key} must be a non-negative integer, found {str(value)[:40]!r}")
+    return value
+
+
+def check_weights(state_dict: dict, expected: dict, path) -> None:
+    """Names, shapes and dtypes as the network the hyperparameters describe has them."""
+    import torch
+
+    for name, value in state_dict.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {str(name)[:60]!r} is not a named tensor")
+    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        first = f"no {missing[0]}" if missing else f"an unexpected {unexpected[0][:60]}"
+        raise CheckpointError(f"{path}: weights do not fit the saved model config ({first})")
+    for name, (shape, dtype) in expected.items():
+        value = state_dict[name]
+        if tuple(value.shape) != shape or value.dtype != dtype:
+            raise CheckpointError(
+                f"{path}: weights do not fit the saved model config ({name} is {tuple(value.shape)} {value.dtype}, "
+                f"the network's {shape} {dtype})"
+            )
+
+
+def expected_weights(hparams: dict, trusted_modules: Iterable[str]) -> dict:
+    """name -> (shape, dtype) of the Classifier these hyperparameters build, built on the meta device."""
+    import torch
+
+    from mnistlab.training.classifier import Classifier
+
+    with torch.device("meta"):
+        model = Classifier(**hparams, trusted_modules=trusted_modules)
+    return {name: (tuple(value.shape), value.dtype) for name, value in model.state_dict().items()}
+
+
+def read_checkpoint(
+    path, trusted_modules: Iterable[str] = (), max_parameters: Optional[int] = None
+) -> ReceivedCheckpoint:
+    """The checkpoint at `path`, validated (see the module's docstring). Raises CheckpointError in one line."""
+    from mnistlab.config.targets import check_targets
+    from mnistlab.config.upgrade import upgrade_hparams
+    from mnistlab.received.schemas import check_size, typed_hparams
+
+    path = Path(path)
+    checkpoint = load_file(path)
+    trusted_modules = tuple(trusted_modules)
+    try:
+        hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+        if isinstance(hparams, dict):  # what it names to build, first: the refusal names the entry
+            check_targets(
+                {key: hparams[key] for key in ("net", "optimizer", "scheduler") if key in hparams},
+                trusted_modules,
+                source=str(path),
+            )
+        hparams = typed_hparams(hparams, path)
+        check_size(hparams["net"], path, max_parameters or DEFAULT_MAX_PARAMETERS, trusted_modules)
+        check_weights(checkpoint["state_dict"], expected_weights(hparams, trusted_modules), path)
+        received = ReceivedCheckpoint(
+            path=path,
+            hparams=hparams,
+            state_dict=checkpoint["state_dict"],
+            global_step=counter(checkpoint, "global_step", path),
+            epoch=counter(checkpoint, "epoch", path),
+            rest={key: value for key, value in checkpoint.items() if key not in ("state_dict", "hyper_parameters")},
+        )
+    except ReceivedFileError:
+        raise
+    except Exception as err:  # a check met a value of a type it did not foresee: still this file's fault
+        raise CheckpointError(f"{path}: malformed ({type(err).__name__}: {str(err)[:160]})") from None
+    return received
+
+
+def finite_score(value):
+    """A ModelCheckpoint score: a finite number (as a 0-d tensor, as Lightning keeps it), else None."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return torch.tensor(float(value))
+
+
+def checkpoint_in(path, folder: Path) -> Optional[str]:
+    """`path` as a string if it is a plain path of a .ckpt file directly in `folder` (no scheme, no link), else None."""
+    if not isinstance(path, str) or not path or "://" in path or "\x00" in path or not path.endswith(CHECKPOINT_SUFFIX):
+        return None
+    candidate = Path(path)
+    if os.path.realpath(candidate.parent) != os.path.realpath(folder) or candidate.is_symlink():
+        return None
+    return path
+
+
+def model_checkpoint_state(state, checkpoints: Path) -> Optional[dict]:
+    """A ModelCheckpoint's saved state, kept only where every path in it is a checkpoint of `checkpoints`."""
+    dirpath = state.get("dirpath") if isinstance(state, dict) else None
+    if not isinstance(dirpath, str) or "\x00" in dirpath or "://" in dirpath:
+        return None
+    if os.path.realpath(dirpath) != os.path.realpath(checkpoints):
+        return None
+    best_k = state.get("best_k_models")
+    best_k = best_k if isinstance(best_k, dict) else {}
+    kept = {path: finite_score(score) for path, score in best_k.items() if checkpoint_in(path, checkpoints) is not None}
+    return {
+        "monitor": state.get("monitor") if isinstance(state.get("monitor"), str) else None,
+        "best_model_score": finite_score(state.get("best_model_score")),
+        "best_model_path": checkpoint_in(state.get("best_model_path"), checkpoints) or "",
+        "current_score": finite_score(state.get("current_score")),
+        "dirpath": state["dirpath"],
+        "best_k_models": {path: score for path, score in kept.items() if score is not None},
+        "kth_best_model_path": checkpoint_in(state.get("kth_best_model_path"), checkpoints) or "",
+        "kth_value": finite_score(state.get("kth_value")),
+        "last_model_path": checkpoint_in(state.get("last_model_path"), checkpoints) or "",
+    }
+
+
+def lightning_state(received: ReceivedCheckpoint, own_run_dir: Optional[Path]) -> dict:
+    """What Lightning's fit restores from: the validated weights and hyperparameters, and the rest with its
+    callback state sanitised. own_run_dir: resuming that run (its checkpoints folder); None for a checkpoint
+    from elsewhere starting a new run, which restores no callback state at all."""
+    state = {**received.rest, "state_dict": received.state_dict, "hyper_parameters": received.hparams}
+    state["global_step"], state["epoch"] = received.global_step, received.epoch
+    callbacks = received.rest.get("callbacks")
+    kept = {}
+    if own_run_dir is not None and isinstance(callbacks, dict):
+        checkpoints = Path(own_run_dir) / "checkpoints"
+        for key, value in callbacks.items():
+            if not isinstance(key, str):
+                continue
+            if key.startswith("ModelCheckpoint"):
+                value = model_checkpoint_state(value, checkpoints)
+                if value is None:
+                    continue
+            kept[key] = value
+    state["callbacks"] = kept
+    return state

@@ -1,0 +1,132 @@
+"""A run's or sweep job's JSON records as typed values: metrics.json (name -> number), job.json (status,
+seconds, overrides, metrics, error) and env.json (when the run started). Anything else in them is left out."""
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from mnistlab.errors import ReceivedFileError
+from mnistlab.received.files import read_text
+from mnistlab.received.limits import MAX_TEXT_BYTES
+
+STATUSES = ("ok", "pruned", "failed", "unfinished")
+
+
+def read_json(path):
+    text = read_text(path, MAX_TEXT_BYTES)
+    try:
+        return json.loads(text, parse_constant=lambda name: float(name.lower().replace("infinity", "inf")))
+    except (ValueError, RecursionError) as err:
+        raise ReceivedFileError(f"{path}: not valid JSON ({str(err)[:120]})") from None
+
+
+def number(value) -> Optional[float]:
+    """A finite number, else None (a NaN metric of a diverged run is no number to rank)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def metrics_of(data, path, where: str = "") -> dict:
+    """name -> float (or None for a value that is not a finite number); names are strings."""
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ReceivedFileError(f"{path}: {where or 'metrics'} must map names to numbers, found a {kind}")
+    return {str(name)[:200]: number(value) for name, value in data.items()}
+
+
+def read_metrics(path) -> dict:
+    """metrics.json: the final metrics of a run."""
+    return metrics_of(read_json(path), path)
+
+
+def read_job_record(path) -> dict:
+    """job.json: {status, seconds, overrides: [str], metrics: {str: float|None}, error: str|None}."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ReceivedFileError(f"{path}: a job record must be a JSON object, found a {type(data).__name__}")
+    status = data.get("status")
+    if status not in STATUSES:
+        raise ReceivedFileError(f"{path}: status must be one of {', '.join(STATUSES)}, found {str(status)[:40]!r}")
+    overrides = data.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise ReceivedFileError(f"{path}: overrides must be a list of key=value strings")
+    seconds = number(data.get("seconds"))
+    error = data.get("error")
+    return {
+        "status": status,
+        "seconds": seconds if seconds is not None and seconds >= 0 else None,
+        "overrides": overrides,
+        "metrics": metrics_of(data.get("metrics") or {}, path, "metrics"),
+        "error": str(error)[:2000] if error is not None else None,
+    }
+
+
+def read_start_time(path) -> Optional[float]:
+    """env.json's `started` as a POSIX timestamp, or None where it has none that parses."""
+    data = read_json(path)
+    started = data.get("started") if isinstance(data, dict) else None
+    if not isinstance(started, str):
+        return None
+    try:
+        return datetime.fromisoformat(started).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def read_curves(path) -> Dict[str, Tuple[List[int], List[float]]]:
+    """metrics.csv: each column (but step and epoch) as (steps, values), its empty or non-numeric cells left out."""
+    import csv
+    import io
+
+    from mnistlab.received.files import read_text
+    from mnistlab.received.limits import MAX_CSV_BYTES
+
+    if not Path(path).exists():
+        return {}
+    curves: Dict[str, Tuple[List[int], List[float]]] = {}
+    try:
+        for row in csv.DictReader(io.StringIO(read_text(path, MAX_CSV_BYTES))):
+            step = number(to_float(row.get("step")))
+            if step is None or not 0 <= step < 2**53:
+                continue
+            for name, value in row.items():
+                value = number(to_float(value))
+                if isinstance(name, str) and name not in ("step", "epoch") and value is not None:
+                    steps, values = curves.setdefault(name[:200], ([], []))
+                    steps.append(int(step))
+                    values.append(value)
+    except csv.Error as err:
+        raise ReceivedFileError(f"{path}: not a readable CSV file ({err})") from None
+    return curves
+
+
+def to_float(text) -> Optional[float]:
+    try:
+        return float(text) if isinstance(text, str) and text else None
+    except ValueError:
+        return None
+
+
+def read_metric_rows(path) -> Tuple[List[str], List[dict]]:
+    """metrics.csv as (column names, rows), for a resumed run to keep the rows before its checkpoint's step:
+    rows without a whole, non-negative step are left out."""
+    import csv
+    import io
+
+    from mnistlab.received.files import read_text
+    from mnistlab.received.limits import MAX_CSV_BYTES
+
+    try:
+        reader = csv.DictReader(io.StringIO(read_text(path, MAX_CSV_BYTES)))
+        keys = [str(key) for key in reader.fieldnames or []]
+        rows = []
+        for row in reader:
+            step = number(to_float(row.get("step")))
+            if step is not None and 0 <= step < 2**53 and None not in row:  # None: more cells than columns
+                rows.append({**row, "step": str(int(step))})
+    except csv.Error as err:
+        raise ReceivedFileError(f"{path}: not a readable CSV file ({err})") from None
+    return keys, rows
