@@ -42,7 +42,7 @@ def test_every_config_file_composes(group, option, tmp_path):
 BAD_INPUT = {
     "model=foo": "Available options in 'model': cnn, lstm, mlp, softmax",
     "optimizer.lr=abc": "optimizer.lr",
-    "data.batch_size=0": "data.batch_size must be in \[1, 60000\]",
+    "data.batch_size=0": "data.batch_size must be in [1, 60000]",
     "optimizer.lr=-0.1": "optimizer.lr must be positive",
     "model.net.dropout=1.0": "model.net.dropout must be in [0, 1)",
     "model.net.dropout=-0.2": "model.net.dropout must be in [0, 1)",

@@ -98,7 +98,8 @@ def test_references_resolve_to_a_plain_container():
     ],
 )
 def test_a_resumed_run_writes_only_inside_its_folder(where, value, tmp_path):
-    config, run = {}, tmp_path / "run"
+    run = tmp_path / "run"
+    config = {"logger": {"tb": {"save_dir": str(run)}}}
     node = config
     *parents, leaf = where.split(".")
     for key in parents:

@@ -4,8 +4,10 @@ tests/helpers/attack.py: exit 0 or a one-line `error:` with exit 2, no canary cr
 run changed, within the time and memory bounds.
 
 Every case crafts its input from fresh copies of a real run (tests/helpers/attack.py: Scene); the cases run
-in-process, one after another, in one worker process for this module (Worker). `refuse=True` marks the inputs
-that only a refusal answers. The outcome counts are printed at the end of the module and written to
+in-process, one after another, in the session's worker process (tests/helpers/attack.py: Worker). `refuse=True`
+marks the inputs that only a refusal answers, `bomb=True` the denials of service, which must be refused before
+the allocation (not by its failure under the worker's memory limit). The rows of MORE_VARIANTS run with
+`pytest -m slow` only. The outcome counts are printed at the end of the module and written to
 <pytest basetemp>/attack-received-summary.json.
 """
 

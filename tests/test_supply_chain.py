@@ -2,7 +2,6 @@
 CI installs from agrees with pyproject.toml's ranges."""
 
 import tomllib
-
 from helpers import ROOT
 from packaging.requirements import Requirement
 from packaging.version import Version

@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import warnings
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable, Iterator
 
@@ -85,10 +86,21 @@ def task_errors() -> AbstractContextManager:
     return nullcontext() if in_multirun() else exit_on_bad_input()
 
 
+def warnings_to_stdout() -> None:
+    """Warnings are news, not failures: they go to stdout, so that stderr holds what went wrong (a refusal is
+    its one line there)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
 def run(main: Callable[[], object]) -> None:
     """Every entry point's one way in: a `@hydra.main` function (whose task body also runs under
     exit_on_bad_input) or an argparse tool's main, with expected failures turned into one line."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us, not Hydra's report
+    warnings_to_stdout()
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         from mnistlab.perf.help import speed_up_help
 

@@ -17,10 +17,16 @@ class NoAdvertising(logging.Filter):
 
 
 def drop_advertising() -> None:
-    """Drop the tips that dependencies log on every run (Lightning's, through its rank-zero logger)."""
+    """Drop the tips that dependencies log on every run (Lightning's, through its rank-zero logger), and show
+    Lightning's information lines ("GPU available: ...") on stdout: stderr is for what went wrong, so that a
+    refusal is the one line there."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(existing, NoAdvertising) for existing in logger.filters):
         logger.addFilter(NoAdvertising())
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler and handler.stream is sys.stderr:
+                handler.setStream(sys.stdout)
 
 
 class ProgressBar(ProgressBarBase):

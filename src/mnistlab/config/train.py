@@ -52,6 +52,7 @@ class AugmentConfig:
 
 
 MAX_BATCH = 60_000  # MNIST's training images: a batch or split cannot be larger
+MAX_LAYERS = 64  # of a network; 28 x 28 pixels leave room for far fewer pooled convolutions
 
 
 @dataclass
@@ -101,6 +102,7 @@ class MLPNetConfig(NetConfig):
 
     def __post_init__(self) -> None:
         require(all(h > 0 for h in self.hidden), "model.net.hidden", "must hold positive sizes", self.hidden)
+        require(len(self.hidden) <= MAX_LAYERS, "model.net.hidden", f"may hold at most {MAX_LAYERS} layers", "...")
         check_dropout("model.net.dropout", self.dropout)
 
 
@@ -121,6 +123,7 @@ class CNNNetConfig(NetConfig):
             "must hold positive sizes",
             self.channels,
         )
+        require(len(self.channels) <= MAX_LAYERS, "model.net.channels", f"may hold at most {MAX_LAYERS} layers", "...")
         require(self.padding in ("same", "valid"), "model.net.padding", "must be same or valid", self.padding)
         kernels = [self.kernel_size] if isinstance(self.kernel_size, int) else list(self.kernel_size)
         require(
@@ -154,7 +157,9 @@ class LSTMNetConfig(NetConfig):
             self.input_proj,
         )
         require(self.cell in ("lstm", "gru"), "model.net.cell", "must be lstm or gru", self.cell)
-        require(self.num_layers > 0, "model.net.num_layers", "must be a positive integer", self.num_layers)
+        require(
+            0 < self.num_layers <= MAX_LAYERS, "model.net.num_layers", f"must be in [1, {MAX_LAYERS}]", self.num_layers
+        )
         require(
             self.forget_bias is None or self.cell == "lstm",
             "model.net.forget_bias",

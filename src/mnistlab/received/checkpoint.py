@@ -16,6 +16,8 @@ from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 
 CHECKPOINT_SUFFIX = ".ckpt"
 MAX_COUNTER = 2**53  # steps and epochs: exact as floats too
+MAX_LEGACY_BYTES = 256 << 20  # a checkpoint in torch's pre-zip format is read whole: not a larger one
+MAX_STATE_TENSORS = 100_000  # tensors besides the weights (optimizer state, resume state)
 
 
 @dataclass
@@ -69,9 +71,11 @@ def load_file(path, mmap: bool = True) -> dict:
         raise CheckpointError(f"{path}: reading it would take more memory than there is") from None
     except Exception as err:  # a damaged, truncated or foreign file: torch raises many kinds
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        if not mmap:
+        if not mmap or zipfile.is_zipfile(path) or path.stat().st_size > MAX_LEGACY_BYTES:
+            # a zip checkpoint that cannot be memory-mapped is damaged (or compressed: read whole, a few MB could
+            # expand to gigabytes); only files of torch's small legacy format are read into memory
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
-        return load_file(path, mmap=False)  # files of torch's legacy format cannot be memory-mapped
+        return load_file(path, mmap=False)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict in it)")
     return checkpoint
@@ -139,19 +143,132 @@ def read_checkpoint(
         hparams = typed_hparams(hparams, path)
         check_size(hparams["net"], path, max_parameters or DEFAULT_MAX_PARAMETERS, trusted_modules)
         check_weights(checkpoint["state_dict"], expected_weights(hparams, trusted_modules), path)
+        rest = {key: value for key, value in checkpoint.items() if key not in ("state_dict", "hyper_parameters")}
+        check_training_state(rest, path)
+        largest = max((value.numel() for value in checkpoint["state_dict"].values()), default=0)
+        check_tensor_sizes(rest, largest, path)
         received = ReceivedCheckpoint(
             path=path,
             hparams=hparams,
             state_dict=checkpoint["state_dict"],
             global_step=counter(checkpoint, "global_step", path),
             epoch=counter(checkpoint, "epoch", path),
-            rest={key: value for key, value in checkpoint.items() if key not in ("state_dict", "hyper_parameters")},
+            rest=rest,
         )
     except ReceivedFileError:
         raise
     except Exception as err:  # a check met a value of a type it did not foresee: still this file's fault
         raise CheckpointError(f"{path}: malformed ({type(err).__name__}: {str(err)[:160]})") from None
     return received
+
+
+def check_counters(node, path, where: str, depth: int = 0) -> None:
+    """The loops' saved progress: dicts (and lists) of counters, whole numbers >= 0, and flags, nothing else."""
+    if depth > 12:
+        raise CheckpointError(f"{path}: {where} is nested too deeply")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise CheckpointError(f"{path}: {where} has a key that is not a name")
+            check_counters(value, path, f"{where}.{key}", depth + 1)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_counters(value, path, f"{where}[{index}]", depth + 1)
+    elif not (isinstance(node, bool) or (isinstance(node, int) and 0 <= node < MAX_COUNTER)):
+        raise CheckpointError(f"{path}: {where} must hold step counters, found {str(node)[:40]!r}")
+
+
+def check_scheduler_state(state, path, where: str) -> None:
+    """A learning-rate scheduler's saved state: numbers, flags and lists of them (lr_lambdas: None or a dict)."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: {where} must be a mapping")
+    for key, value in state.items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            plain = item is None or isinstance(item, (bool, str)) or (key == "lr_lambdas" and isinstance(item, dict))
+            number = isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
+            if not (plain or number) or (key in ("base_lrs", "_last_lr") and not number):
+                raise CheckpointError(f"{path}: {where}.{key} holds {str(item)[:40]!r}")
+        if key in ("last_epoch", "_step_count") and (isinstance(value, bool) or not isinstance(value, int)):
+            raise CheckpointError(f"{path}: {where}.{key} must be a whole number, found {str(value)[:40]!r}")
+
+
+def tensors_in(node, depth: int = 0):
+    import torch
+
+    if depth > 16:
+        return
+    if isinstance(node, torch.Tensor):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from tensors_in(value, depth + 1)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from tensors_in(value, depth + 1)
+
+
+def check_tensor_sizes(rest: dict, largest: int, path) -> None:
+    """No tensor of the training state larger than the network's largest weight or a batch of logits: a saved
+    tensor can be a view that claims billions of elements over a storage of one, which copying would allocate."""
+    bound = max(largest, 1 << 20)
+    for count, tensor in enumerate(tensors_in(rest)):
+        if count > MAX_STATE_TENSORS or tensor.numel() > bound:
+            raise CheckpointError(
+                f"{path}: its training state holds a tensor of {tensor.numel():,} elements (at most {bound:,})"
+            )
+
+
+def check_train_totals(totals, path) -> None:
+    """The Classifier's running sums of a checkpoint taken in mid-epoch (training.classifier.on_save_checkpoint)."""
+    import torch
+
+    if totals is None:
+        return
+    if not isinstance(totals, dict):
+        raise CheckpointError(f"{path}: train_totals must be a mapping")
+    for key in ("epoch", "seen"):
+        value = totals.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_COUNTER:
+            raise CheckpointError(f"{path}: train_totals.{key} must be a whole number, found {str(value)[:40]!r}")
+    for key in ("loss", "correct"):
+        if not isinstance(totals.get(key), torch.Tensor) or totals[key].numel() != 1:
+            raise CheckpointError(f"{path}: train_totals.{key} must be a number as a tensor")
+    steps = totals.get("unsummed", [])
+    if not isinstance(steps, list) or len(steps) > 1024:
+        raise CheckpointError(f"{path}: train_totals.unsummed must be a list of the steps not yet summed")
+    for step in steps:
+        if not isinstance(step, (list, tuple)) or len(step) != 3 or not all(isinstance(t, torch.Tensor) for t in step):
+            raise CheckpointError(f"{path}: train_totals.unsummed holds something other than (loss, logits, labels)")
+
+
+def check_training_state(rest: dict, path) -> None:
+    """What Lightning restores besides the weights: checked here, before any training starts, so that a bad
+    value is one line rather than an exception deep inside Lightning or torch."""
+    import torch
+
+    check_train_totals(rest.get("train_totals"), path)
+    if "loops" in rest:
+        check_counters(rest["loops"], path, "loops")
+    schedulers = rest.get("lr_schedulers", [])
+    if not isinstance(schedulers, list):
+        raise CheckpointError(f"{path}: lr_schedulers must be a list")
+    for index, state in enumerate(schedulers):
+        check_scheduler_state(state, path, f"lr_schedulers[{index}]")
+    optimizers = rest.get("optimizer_states", [])
+    if not isinstance(optimizers, list):
+        raise CheckpointError(f"{path}: optimizer_states must be a list")
+    for index, state in enumerate(optimizers):
+        groups = state.get("param_groups") if isinstance(state, dict) else None
+        per_parameter = state.get("state") if isinstance(state, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+            raise CheckpointError(f"{path}: optimizer_states[{index}] has no list of param_groups")
+        if not isinstance(per_parameter, dict) or not all(isinstance(value, dict) for value in per_parameter.values()):
+            raise CheckpointError(f"{path}: optimizer_states[{index}].state must map parameters to their state")
+        for value in per_parameter.values():
+            for item in value.values():
+                if not (item is None or isinstance(item, (torch.Tensor, int, float, bool))):
+                    raise CheckpointError(f"{path}: optimizer_states[{index}] holds {type(item).__name__} values")
 
 
 def finite_score(value):

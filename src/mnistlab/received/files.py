@@ -62,7 +62,13 @@ def refuse_links(folder) -> None:
             if seen > MAX_RUN_ENTRIES:
                 raise ReceivedFileError(f"{folder}: over {MAX_RUN_ENTRIES} files and folders; not a run folder")
             path = Path(parent, name)
-            if path.is_symlink():
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
                 raise ReceivedFileError(
                     f"{path}: a symbolic link in the run folder; refused (writing there would write where it points)"
+                )
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                raise ReceivedFileError(
+                    f"{path}: a hard link (one of {info.st_nlink} names of that file); refused (rewriting it would "
+                    f"rewrite the file outside the run folder too)"
                 )

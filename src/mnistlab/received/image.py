@@ -1,20 +1,46 @@
 """A received picture as gray levels: its declared size checked before its pixels are decoded (a few bytes of
 PNG can declare 30000 x 30000 pixels), every decoding failure one ImageError for that picture alone."""
 
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from mnistlab.errors import ReceivedFileError
 from mnistlab.received.files import read_bytes
-from mnistlab.received.limits import MAX_IMAGE_PIXELS
+from mnistlab.received.limits import MAX_DECODE_SECONDS, MAX_IMAGE_PIXELS
 
 MAX_IMAGE_BYTES = 64 << 20
 
 
 class ImageError(ReceivedFileError):
     """A file that is not a readable picture of a digit."""
+
+
+class DecodeTooLong(Exception):
+    pass
+
+
+@contextmanager
+def cpu_time_limit(seconds: float):
+    """Raise DecodeTooLong after `seconds` of this process's CPU time (SIGVTALRM; the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise DecodeTooLong
+
+    previous = signal.signal(signal.SIGVTALRM, expire)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 def read_gray(path: Path) -> np.ndarray:
@@ -30,7 +56,7 @@ def read_gray(path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with cpu_time_limit(MAX_DECODE_SECONDS), Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ImageError(
@@ -43,6 +69,8 @@ def read_gray(path: Path) -> np.ndarray:
                 gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
     except ImageError:
         raise
+    except DecodeTooLong:
+        raise ImageError(f"{path}: decoding took over {MAX_DECODE_SECONDS} s of CPU time; not read") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (PNG, JPG, ... expected)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -12,6 +12,8 @@ from mnistlab.received.files import read_text
 from mnistlab.received.limits import MAX_TEXT_BYTES
 
 STATUSES = ("ok", "pruned", "failed", "unfinished")
+MAX_METRIC = 1e15  # larger values are no metric of a run; their means and spreads would overflow
+MAX_COLUMNS = 256  # of metrics.csv
 
 
 def read_json(path):
@@ -26,7 +28,11 @@ def number(value) -> Optional[float]:
     """A finite number, else None (a NaN metric of a diverged run is no number to rank)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of more digits than a float holds
+        return None
+    return value if math.isfinite(value) and abs(value) <= MAX_METRIC else None
 
 
 def metrics_of(data, path, where: str = "") -> dict:
@@ -88,7 +94,10 @@ def read_curves(path) -> Dict[str, Tuple[List[int], List[float]]]:
         return {}
     curves: Dict[str, Tuple[List[int], List[float]]] = {}
     try:
-        for row in csv.DictReader(io.StringIO(read_text(path, MAX_CSV_BYTES))):
+        reader = csv.DictReader(io.StringIO(read_text(path, MAX_CSV_BYTES)))
+        if len(reader.fieldnames or []) > MAX_COLUMNS:
+            raise ReceivedFileError(f"{path}: over {MAX_COLUMNS} columns; not a metrics file of train.py")
+        for row in reader:
             step = number(to_float(row.get("step")))
             if step is None or not 0 <= step < 2**53:
                 continue
@@ -122,6 +131,8 @@ def read_metric_rows(path) -> Tuple[List[str], List[dict]]:
     try:
         reader = csv.DictReader(io.StringIO(read_text(path, MAX_CSV_BYTES)))
         keys = [str(key) for key in reader.fieldnames or []]
+        if len(keys) > MAX_COLUMNS:
+            raise ReceivedFileError(f"{path}: over {MAX_COLUMNS} columns; not a metrics file of train.py")
         rows = []
         for row in reader:
             step = number(to_float(row.get("step")))

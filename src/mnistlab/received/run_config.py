@@ -39,6 +39,18 @@ def strings(node, where: str = ""):
         yield where, node
 
 
+def keys(node, where: str = ""):
+    """The path of every key at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else key
+            yield path
+            yield from keys(value, path)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from keys(value, f"{where}[{index}]")
+
+
 def check_interpolations(config: dict, source) -> None:
     for where, text in strings(config):
         if "${" in PURE_INTERPOLATION.sub("", text) or "\\$" in text:
@@ -51,9 +63,12 @@ def check_interpolations(config: dict, source) -> None:
 def select(config, key: str):
     node = config
     for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, list) and part.isdecimal() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
             return None
-        node = node[part]
     return node
 
 
@@ -108,16 +123,43 @@ def inside(path: str, folder: Path) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
+FORMAT_FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_/]*(?::[-+ #0-9.,_<>=^a-zA-Z%]*)?\}")  # {epoch:03d}, {val/acc}
+
+
 def harmless_name(text: str) -> bool:
-    """A string that, joined to a folder, stays in it: not absolute, no `..`, no scheme, no home."""
-    parts = Path(text).parts
-    return not (text.startswith(("/", "~")) or ".." in parts or SCHEME.match(text) or "\x00" in text)
+    """A string that, joined to a folder, stays in it: not absolute, no `..`, no scheme, no home; and with
+    `{...}` only as plain format fields (Lightning formats file names: `{x.__globals__[...]}` could reach
+    anything, `os.sep` included)."""
+    literal = FORMAT_FIELD.sub("0", text)
+    parts = Path(literal).parts
+    return not (
+        literal.startswith(("/", "~"))
+        or ".." in parts
+        or SCHEME.match(literal)
+        or "\x00" in literal
+        or "{" in literal
+        or "}" in literal
+    )
 
 
 def check_write_locations(config: dict, run_dir: Path, source) -> None:
     """Where the trainer, callbacks, loggers and profiler write must be in the run folder: arguments naming a
     location (WRITE_LOCATIONS) resolve inside it, every other string argument is a harmless name."""
     sections = {"trainer": config.get("trainer"), "callbacks": config.get("callbacks"), "logger": config.get("logger")}
+    for group in ("callbacks", "logger"):
+        entries = sections[group] if sections[group] is not None else {}
+        if not isinstance(entries, dict):
+            raise ReceivedFileError(f"{source}: {group} must be a mapping of names to entries")
+        for name, entry in entries.items():
+            if entry is not None and not isinstance(entry, dict):
+                raise ReceivedFileError(f"{source}: {group}.{name} must be a mapping or null")
+            if group == "logger" and entry and not WRITE_LOCATIONS & set(entry):
+                raise ReceivedFileError(  # else it writes where its library likes, e.g. the working directory
+                    f"{source}: logger.{name} does not say where it writes (save_dir); refused"
+                )
+    for where in keys(sections):
+        if where.endswith("._args_"):
+            raise ReceivedFileError(f"{source}: {where}: positional arguments are not taken from a saved config")
     for where, text in strings(sections):
         if where.endswith("._target_"):
             continue
@@ -147,6 +189,8 @@ def read_run_config(
     source = Path(run_dir) / SAVED_CONFIG
     config = upgrade_run_config(read_yaml(source))
     config["paths"] = dict(paths) if paths is not None else {"output_dir": str(run_dir)}
+    if isinstance(config.get("data"), dict) and "download" in config["data"]:
+        config["data"]["download"] = False  # a file never makes mnistlab write data where it says (data.download=true)
     config.pop("hydra", None)  # Hydra's own settings are never taken from a run folder
     if overrides is not None:
         config = overrides(config)

@@ -8,6 +8,14 @@ from typing import Iterable
 from mnistlab.errors import ReceivedFileError
 
 CLASSIFIER = "mnistlab.training.classifier.Classifier"
+MAX_VALUES = 10_000  # in one typed section (a config of mnistlab has about a hundred)
+TRAINER_CHOICES = {
+    "accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+    "precision": ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64),
+    "devices": ("auto", 1, 2, 4, 8, -1),
+    "num_nodes": (1, 2, 4, 8, 16),
+}
+TRAINING_LENGTH = {"max_epochs": 100_000, "max_steps": 1_000_000_000}  # in a saved config; the command line may
 
 
 def schema_tables():
@@ -32,6 +40,14 @@ def schema_tables():
     return networks, optimizers, schedulers, data, schema
 
 
+def count_values(node) -> int:
+    if isinstance(node, dict):
+        return 1 + sum(count_values(value) for value in node.values())
+    if isinstance(node, (list, tuple)):
+        return 1 + sum(count_values(value) for value in node)
+    return 1
+
+
 def check_finite(node, source, where: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -53,6 +69,8 @@ def typed(node, schema, source, where: str):
 
     if not isinstance(node, dict):
         raise ReceivedFileError(f"{source}: {where} must be a mapping, found a {type(node).__name__}")
+    if count_values(node) > MAX_VALUES:  # OmegaConf takes seconds per 10,000 values
+        raise ReceivedFileError(f"{source}: {where} holds over {MAX_VALUES} values; no config of mnistlab does")
     check_finite(node, source, where)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
@@ -120,6 +138,13 @@ def check_run_sections(config: dict, source, trusted_modules: Iterable[str] = ()
     trainer = config.get("trainer")
     if not isinstance(trainer, dict):
         raise ReceivedFileError(f"{source}: trainer must be a mapping")
+    for key, allowed in TRAINER_CHOICES.items():
+        if key in trainer and trainer[key] not in allowed:
+            raise ReceivedFileError(f"{source}: trainer.{key}={str(trainer[key])[:40]!r} is not one of {allowed}")
+    for key, largest in TRAINING_LENGTH.items():  # a received run may not keep the machine busy for ever
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= largest):
+            raise ReceivedFileError(f"{source}: trainer.{key} must be a whole number in [-1, {largest}], got {value!r}")
 
 
 def parameter_count(net: dict, trusted_modules: Iterable[str] = (), source="the config") -> int:

@@ -55,6 +55,8 @@ def parse_yaml(text: str, source):
         raise ReceivedFileError(f"{source}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
     except RecursionError:
         raise ReceivedFileError(f"{source}: nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ReceivedFileError(f"{source}: not readable ({str(err)[:120]})") from None
     check_plain(data, source)
     return data
 

@@ -51,10 +51,10 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
     """The readable checkpoint with the highest step (the newest file among equals): where to resume."""
     steps = {path: global_step(path) for path in checkpoint_files(run_dir)}
     readable = [path for path, step in steps.items() if step is not None]
-    for path in set(steps) - set(readable):
-        log.warning("skipping unreadable checkpoint %s", path)
     if not readable:
-        return None
+        return None  # the caller says there is none (a refusal is one line)
+    for path in sorted(set(steps) - set(readable)):  # a note, not an error: the run goes on (stdout)
+        print(f"note: skipping unreadable checkpoint {path}", flush=True)
     return max(readable, key=lambda path: (steps[path], path.stat().st_mtime_ns))
 
 
@@ -65,6 +65,8 @@ def best_checkpoint(run_dir: Path) -> Optional[Path]:
         return None
     callbacks = load_checkpoint(latest).get("callbacks")
     for key, state in callbacks.items() if isinstance(callbacks, dict) else ():
+        if not isinstance(key, str):
+            continue
         keeps_newest = "'monitor': 'step'" in key or "'monitor': None" in key  # callbacks.recent and .last
         named = state.get("best_model_path") if isinstance(state, dict) else None
         if isinstance(key, str) and key.startswith("ModelCheckpoint") and not keeps_newest and isinstance(named, str):
@@ -81,7 +83,14 @@ def resolve_checkpoint(path, pick=best_checkpoint) -> Path:
         run_dir = run_dir_of(path)
         found = pick(run_dir) if run_dir is not None else None
         if found is None:
-            where = "no checkpoint in it yet" if run_dir is not None else "not a run directory of train.py"
+            unreadable = len(checkpoint_files(run_dir)) if run_dir is not None else 0
+            where = (
+                "not a run directory of train.py"
+                if run_dir is None
+                else f"no readable checkpoint in it ({unreadable} unreadable)"
+                if unreadable
+                else "no checkpoint in it yet"
+            )
             raise CheckpointError(f"{path}: {where}")
         return found
     if not path.is_file():

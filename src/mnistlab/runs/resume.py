@@ -15,6 +15,7 @@ from mnistlab.errors import UserError
 from mnistlab.received.checkpoint import ReceivedCheckpoint
 from mnistlab.received.files import refuse_links
 from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.received.schemas import check_size
 from mnistlab.runs.run_dir import SAVED_CONFIG, run_dir_of, saved_config
 
 RESUME_KEYS = ("resume", "ckpt_path")
@@ -70,7 +71,9 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     resumed.max_parameters = cfg.get("max_parameters", DEFAULT_MAX_PARAMETERS)
     resumed.resume = cfg.get("resume")
     resumed.paths = paths
-    check_targets(resumed, trusted, source=str(run_dir / SAVED_CONFIG), run_config=True)  # the overrides too
+    source = run_dir / SAVED_CONFIG
+    check_targets(resumed, trusted, source=str(source), run_config=True)  # the overrides too
+    check_size(OmegaConf.to_container(resumed.model.net), source, resumed.max_parameters, trusted)  # before building
     if ckpt_path is None:
         from mnistlab.runs.checkpoints import latest_checkpoint
 

@@ -26,7 +26,8 @@ CONSOLE_ROWS = 30  # the best ones; the files hold every row
 
 def natural(text: str) -> tuple:
     """'10' after '9': job folders are numbers."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
+    parts = re.split(r"([0-9]{1,30})", text)  # ASCII digits only: int() of '²' or of 5000 digits fails
+    return tuple((0, int(part), "") if part.isdigit() and part.isascii() else (1, 0, part) for part in parts if part)
 
 
 def parse_overrides(overrides: list) -> dict:
@@ -131,9 +132,10 @@ def markdown(rows: List[dict], params: List[str]) -> str:
 
 def numeric(values: list) -> Optional[List[float]]:
     try:
-        return [float(value) for value in values]
-    except ValueError:
+        numbers = [float(value) for value in values]
+    except (ValueError, TypeError, OverflowError):
         return None
+    return numbers if all(math.isfinite(number) for number in numbers) else None
 
 
 MARKERS = {"pruned": ("v", "tab:gray"), "failed": ("x", "tab:red"), "unfinished": ("x", "tab:orange")}

@@ -20,17 +20,15 @@ def load_model(path, trusted_modules=(), max_parameters=None, torchscript: bool 
     from mnistlab.received.checkpoint import is_torchscript
     from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
 
+    named_by_a_run = Path(path).is_dir()
     path = resolve_checkpoint(path)
     if path.suffix == ".onnx":
-        import onnxruntime
+        from mnistlab.received.onnx_model import read_onnx
 
-        try:
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime has no common error class
-            raise CheckpointError(f"{path} is not a readable ONNX model ({str(err).splitlines()[0]})") from None
-        name = session.get_inputs()[0].name
-        return lambda images: session.run(None, {name: images})[0]
+        return read_onnx(path)
     if is_torchscript(path):
+        if named_by_a_run:  # never a program a run folder picks, even with torchscript=true
+            raise CheckpointError(f"{path} is a TorchScript program in a run folder's checkpoints: not run")
         if not torchscript:
             raise CheckpointError(
                 f"{path} is a TorchScript program, which can read and write files when run: not run. "

@@ -60,8 +60,8 @@ def build(cfg: DictConfig) -> tuple:
     from lightning.pytorch.callbacks import ProgressBar
 
     from mnistlab.callbacks.csv_logger import CSVLogger
-    from mnistlab.callbacks.progress import drop_advertising
     from mnistlab.callbacks.interrupt import SaveOnInterrupt
+    from mnistlab.callbacks.progress import drop_advertising
     from mnistlab.callbacks.validate_at_stop import ValidateAtStop
     from mnistlab.perf.fast_loop import install as install_fast_loop
     from mnistlab.perf.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
