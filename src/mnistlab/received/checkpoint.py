@@ -178,19 +178,32 @@ def check_counters(node, path, where: str, depth: int = 0) -> None:
         raise CheckpointError(f"{path}: {where} must hold step counters, found {str(node)[:40]!r}")
 
 
+def plain_value(value, depth: int = 0) -> bool:
+    """None, a flag, a string, a finite number, or lists and dicts of them (a few levels deep)."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if depth < 3 and isinstance(value, list):
+        return all(plain_value(item, depth + 1) for item in value)
+    if depth < 3 and isinstance(value, dict):
+        return all(isinstance(key, str) and plain_value(item, depth + 1) for key, item in value.items())
+    return False
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_scheduler_state(state, path, where: str) -> None:
-    """A learning-rate scheduler's saved state: numbers, flags and lists of them (lr_lambdas: None or a dict)."""
+    """A learning-rate scheduler's saved state: plain values; its learning rates numbers, its counters whole."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: {where} must be a mapping")
     for key, value in state.items():
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            plain = item is None or isinstance(item, (bool, str)) or (key == "lr_lambdas" and isinstance(item, dict))
-            number = isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
-            if not (plain or number) or (key in ("base_lrs", "_last_lr") and not number):
-                raise CheckpointError(f"{path}: {where}.{key} holds {str(item)[:40]!r}")
-        if key in ("last_epoch", "_step_count") and (isinstance(value, bool) or not isinstance(value, int)):
-            raise CheckpointError(f"{path}: {where}.{key} must be a whole number, found {str(value)[:40]!r}")
+        numbers = key in ("base_lrs", "_last_lr") and not (isinstance(value, list) and all(map(is_number, value)))
+        counter = key in ("last_epoch", "_step_count") and (isinstance(value, bool) or not isinstance(value, int))
+        if not plain_value(value) or numbers or counter:
+            raise CheckpointError(f"{path}: {where}.{key} holds {str(value)[:40]!r}")
 
 
 def tensors_in(node, depth: int = 0):
