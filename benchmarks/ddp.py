@@ -1,6 +1,6 @@
 """Training samples per second of one run in 1 process and in 2 DDP processes on the CPU (informational).
 
-    python benchmarks/ddp.py data.data_dir=../shared/data [--steps 200] [--repeats 2] [key=value ...]
+    python benchmarks/ddp.py data.data_dir=<your MNIST folder> [--steps 200] [--repeats 2] [key=value ...]
 
 Each is train.py as run by hand, `trainer=cpu` then `trainer=ddp_cpu` (model=mlp unless an override says
 otherwise), timed for --steps and for 2 x --steps optimizer steps without validation: the difference is the

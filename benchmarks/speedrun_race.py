@@ -3,7 +3,7 @@
     git clone https://github.com/tuomaso/train_mnist_fast /somewhere/train_mnist_fast   # once, where online
     python -m venv /tmp/mnistlab-env && /tmp/mnistlab-env/bin/pip install -e .          # runtime dependencies only
     /tmp/mnistlab-env/bin/python benchmarks/speedrun_race.py --reference /somewhere/train_mnist_fast \
-        --data-dir ../shared/data
+        --data-dir <your MNIST folder>
 
 Both programs run with the interpreter that runs this script. A user's `pip install -e .` has no torchvision
 and no scipy; with the dev extras installed, torchmetrics imports both at every `import lightning`, which
@@ -114,7 +114,7 @@ def slowest_imports() -> list:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, required=True, help="a clone of tuomaso/train_mnist_fast")
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="holds MNIST/raw/*.gz")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="holds MNIST/raw/*.gz")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--startup-repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each program first (file caches)")

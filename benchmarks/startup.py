@@ -1,7 +1,7 @@
 """Start-up of train.py, this checkout against another one (an older commit), whole process, side by side.
 
     git archive <commit> | tar -x -C /tmp/before      # the other checkout, e.g. before a start-up change
-    python benchmarks/startup.py --other /tmp/before --other-python /path/to/its/python --data-dir ../shared/data
+    python benchmarks/startup.py --other /tmp/before --other-python /path/to/its/python --data-dir <your MNIST folder>
 
 Each repeat launches `python train.py experiment=speedrun` of both checkouts (who goes first alternates),
 with benchmarks/first_step.py's FirstStepClock, which ends the process after the first training step.
@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--other", type=Path, required=True, help="another checkout of this repository")
     parser.add_argument("--python", default=sys.executable, help="interpreter for this checkout")
     parser.add_argument("--other-python", default=sys.executable, help="interpreter for the other checkout")
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="holds MNIST/raw/*.gz")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="holds MNIST/raw/*.gz")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for both checkouts")
     args = parser.parse_args(argv)

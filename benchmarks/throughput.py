@@ -1,7 +1,7 @@
 """Training throughput of mnistlab against a hand-written PyTorch loop and torchvision's DataLoader path,
 and the start-up times of train.py.
 
-    python benchmarks/throughput.py data.data_dir=../shared/data          # the full run, a few minutes
+    python benchmarks/throughput.py data.data_dir=<your MNIST folder>          # the full run, a few minutes
     python benchmarks/throughput.py --quick data.data_dir=...             # a few steps: does it run?
 
 key=value arguments are Hydra overrides of conf/train.yaml, as for train.py (e.g. data.batch_size=128,

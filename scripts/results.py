@@ -1,6 +1,6 @@
 """Rerun experiment presets over seeds and rebuild the results table in docs/results.md.
 
-    python scripts/results.py --data-dir ../shared/data --experiments cnn_tutorial --seeds 0 1 2
+    python scripts/results.py --data-dir <your MNIST folder> --experiments cnn_tutorial --seeds 0 1 2
 
 Each (preset, seed) runs `python train.py experiment=<preset> seed=<seed>` as a user would; its
 test accuracy, steps and whole-process wall-clock time go to docs/results.json (a run of the same
@@ -68,7 +68,7 @@ def table(runs: list) -> str:
         rows.append(
             f"| `{experiment}` | {statistics.mean(accs):.2f}{spread} | {len(mine)} "
             f"({', '.join(str(run['seed']) for run in mine)}) | {mine[0]['steps']} | {seconds:.0f} | "
-            f"`python train.py experiment={experiment} seed=<seed> data.data_dir=../shared/data` |"
+            f"`python train.py experiment={experiment} seed=<seed> data.data_dir=<your MNIST folder>` |"
         )
     return "\n".join(rows)
 

@@ -198,8 +198,10 @@ def test_srun_tasks_share_the_run_folder_rank_zero_claimed(tmp_path):
     """Two processes with the variables srun gives two tasks of one step; rank 0 serves the store where
     Lightning's will be (SLURM_NODELIST, MASTER_PORT)."""
     resolve = (
-        "from omegaconf import OmegaConf; from mnistlab.runs.run_dir import register_resolvers; register_resolvers(); "
-        f"print(OmegaConf.create({{'dir': '${{new_dir:{tmp_path}/run}}'}}).dir)"
+        "from pathlib import Path; from omegaconf import OmegaConf; "
+        "from mnistlab.runs.run_dir import register_resolvers; register_resolvers(); "
+        f"folder = OmegaConf.create({{'dir': '${{new_dir:{tmp_path}/run}}'}}).dir; print(folder); "
+        "Path(folder, 'results').touch()"  # a run that wrote results: its folder is kept at exit
     )
     slurm = {
         "SLURM_NTASKS": "2",

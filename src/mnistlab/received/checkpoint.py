@@ -54,6 +54,10 @@ def load_file(path, mmap: bool = True) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic != b"PK\x03\x04" and not magic.startswith(b"\x80"):  # torch's zip format, or its legacy pickle
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     if is_torchscript(path):
         raise CheckpointError(
             f"{path} is a TorchScript program, not a checkpoint: it is not loaded (a program can read and write "

@@ -196,10 +196,12 @@ def report_markdown(run_dir: Path, metrics: dict, predictions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: Path, predictions, metrics: dict) -> None:
-    """report.png and report.md in the run directory, from the tested model's test-set predictions."""
+def write_report(run_dir: Path, predictions, metrics: dict, tested_step: Optional[int] = None) -> None:
+    """report.png and report.md in the run directory, from the tested model's test-set predictions; the title
+    names the tested checkpoint's step (the run may have trained on past its best)."""
     run_dir = Path(run_dir)
-    title = f"{os.path.relpath(run_dir)}: test/acc {predictions.accuracy():.4f}, step {metrics.get('step', '?')}"
+    step = tested_step if tested_step is not None else metrics.get("step", "?")
+    title = f"{os.path.relpath(run_dir)}: test/acc {predictions.accuracy():.4f}, tested checkpoint of step {step}"
     save_report_picture(run_dir / PICTURE, title, read_curves(run_dir), predictions)
     (run_dir / MARKDOWN).write_text(report_markdown(run_dir, metrics, predictions))
 
@@ -234,7 +236,7 @@ def remake(run_dir: Path, data_dir: Optional[str] = None) -> None:
     tested = Evaluator(run_dir, data_dir)(checkpoint, "test", callbacks=[recorder])
     metrics_file = run_dir / "metrics.json"
     metrics = read_metrics(metrics_file) if metrics_file.exists() else tested
-    write_report(run_dir, recorder.predictions, metrics)
+    write_report(run_dir, recorder.predictions, metrics, tested_step=tested["step"])
     print(f"report written: {run_dir / PICTURE}, {run_dir / MARKDOWN}")
 
 

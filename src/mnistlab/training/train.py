@@ -175,7 +175,10 @@ def train(cfg: DictConfig) -> dict:
         print(f"run saved in {run_dir}")
         Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
         if recorder.predictions is not None:
-            write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics)
+            from mnistlab.runs.checkpoints import global_step
+
+            tested_step = global_step(Path(best)) if best else trainer.global_step
+            write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics, tested_step)
     if (
         trainer.world_size > 1
     ):  # ranks leave together, their process group closed: gloo can abort a process exiting with it open
