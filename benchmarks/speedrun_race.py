@@ -1,8 +1,8 @@
 """The speedrun preset against tuomaso/train_mnist_fast's final script, whole process against whole process.
 
-    git clone https://github.com/tuomaso/train_mnist_fast /somewhere/train_mnist_fast   # once, where online
-    python -m venv /tmp/mnistlab-env && /tmp/mnistlab-env/bin/pip install -e .          # runtime dependencies only
-    /tmp/mnistlab-env/bin/python benchmarks/speedrun_race.py --reference /somewhere/train_mnist_fast \
+    git clone https://github.com/tuomaso/train_mnist_fast ../train_mnist_fast   # once, where online
+    python -m venv ../mnistlab-env && ../mnistlab-env/bin/pip install -e .      # runtime dependencies only
+    ../mnistlab-env/bin/python benchmarks/speedrun_race.py --reference ../train_mnist_fast \
         --data-dir <your MNIST folder>
 
 Both programs run with the interpreter that runs this script. A user's `pip install -e .` has no torchvision

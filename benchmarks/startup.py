@@ -1,7 +1,7 @@
 """Start-up of train.py, this checkout against another one (an older commit), whole process, side by side.
 
-    git archive <commit> | tar -x -C /tmp/before      # the other checkout, e.g. before a start-up change
-    python benchmarks/startup.py --other /tmp/before --other-python /path/to/its/python --data-dir <your MNIST folder>
+    mkdir ../before && git archive <commit> | tar -x -C ../before   # the other checkout, e.g. before a start-up change
+    python benchmarks/startup.py --other ../before --other-python /path/to/its/python --data-dir <your MNIST folder>
 
 Each repeat launches `python train.py experiment=speedrun` of both checkouts (who goes first alternates),
 with benchmarks/first_step.py's FirstStepClock, which ends the process after the first training step.

@@ -9,7 +9,6 @@ are printed at the end of the module and written to <pytest basetemp>/attack-fuz
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -296,46 +295,20 @@ SLOW = [mutant(index) for index in range(DEFAULT_MUTANTS, DEFAULT_MUTANTS + SLOW
 @pytest.fixture(scope="module")
 def outcomes(request, mnist_dir, tmp_path_factory):
     cases = attack.selected(request, "test_mutant", "case") + attack.selected(request, "test_mutant_slow", "case")
-    folder = tmp_path_factory.mktemp("fuzz")
-    worker = attack.shared_worker(tmp_path_factory.getbasetemp() / "attack-logs")
-    started = time.monotonic()
-    base = attack.base_artifacts(tmp_path_factory.getbasetemp(), mnist_dir, worker)
-    results = attack.run_cases(cases, base, worker, folder)
-    seconds = time.monotonic() - started
-    counts = attack.tally(cases, results)
-    summary = tmp_path_factory.getbasetemp() / "attack-fuzz-summary.json"
-    failing = [
-        {
-            "id": case.id,
-            "mutations": results[case.id].get("notes"),
-            "violations": attack.violations(case, results[case.id]),
-        }
-        for case in cases
-        if attack.violations(case, results[case.id])
-    ]
-    summary.write_text(
-        json.dumps(
+
+    def details(results: dict) -> dict:
+        failing = [
             {
-                "seed": SEED,
-                "mutants": len(cases),
-                "outcomes": counts,
-                "seconds": round(seconds, 1),
-                "worker_starts": worker.starts,
-                "worker_recycled": worker.recycled,
-                "failing": failing,
-            },
-            indent=1,
-        )
-    )
-    request.addfinalizer(
-        lambda: attack.report_line(
-            request,
-            f"\nfuzz: {len(cases)} mutants in {seconds:.0f} s: "
-            + ", ".join(f"{name} {count}" for name, count in counts.items())
-            + f" (details: {summary})",
-        )
-    )
-    return results
+                "id": case.id,
+                "mutations": results[case.id].get("notes"),
+                "violations": attack.violations(case, results[case.id]),
+            }
+            for case in cases
+            if attack.violations(case, results[case.id])
+        ]
+        return {"seed": SEED, "mutants": len(cases), "failing": failing}
+
+    return attack.run_and_summarise(request, tmp_path_factory, mnist_dir, cases, "fuzz", "fuzz", "mutants", details)
 
 
 def check(case, outcomes):

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -952,45 +951,25 @@ def test_the_table_covers_every_class_and_entry_point():
 def outcomes(request, mnist_dir, tmp_path_factory):
     """Every selected case, run in this module's worker: {case id: result}."""
     cases = attack.selected(request, "test_received_file", "case")
-    folder = tmp_path_factory.mktemp("received")
-    worker = attack.shared_worker(tmp_path_factory.getbasetemp() / "attack-logs")
-    started = time.monotonic()
-    base = attack.base_artifacts(tmp_path_factory.getbasetemp(), mnist_dir, worker)
-    results = attack.run_cases(cases, base, worker, folder)
-    seconds = time.monotonic() - started
-    summary = tmp_path_factory.getbasetemp() / "attack-received-summary.json"
-    counts = attack.tally(cases, results)
-    summary.write_text(
-        json.dumps(
-            {
-                "cases": len(cases),
-                "outcomes": counts,
-                "seconds": round(seconds, 1),
-                "worker_starts": worker.starts,
-                "worker_recycled": worker.recycled,
-                "results": [
-                    {
-                        "id": case.id,
-                        "kind": case.kind,
-                        "outcome": attack.outcome(results[case.id]),
-                        "violations": attack.violations(case, results[case.id]),
-                        "seconds": results[case.id].get("seconds"),
-                    }
-                    for case in cases
-                ],
-            },
-            indent=1,
-        )
+
+    def details(results: dict) -> dict:
+        return {
+            "cases": len(cases),
+            "results": [
+                {
+                    "id": case.id,
+                    "kind": case.kind,
+                    "outcome": attack.outcome(results[case.id]),
+                    "violations": attack.violations(case, results[case.id]),
+                    "seconds": results[case.id].get("seconds"),
+                }
+                for case in cases
+            ],
+        }
+
+    return attack.run_and_summarise(
+        request, tmp_path_factory, mnist_dir, cases, "received", "received files", "cases", details
     )
-    request.addfinalizer(
-        lambda: attack.report_line(
-            request,
-            f"\nreceived files: {len(cases)} cases in {seconds:.0f} s: "
-            + ", ".join(f"{name} {count}" for name, count in counts.items())
-            + f" (details: {summary})",
-        )
-    )
-    return results
 
 
 @pytest.mark.parametrize(

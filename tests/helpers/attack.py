@@ -772,3 +772,31 @@ def report_line(request, text: str) -> None:
         return
     with capture.global_and_fixture_disabled():  # a fixture's teardown runs with the output captured
         reporter.write_line(text)
+
+
+def run_and_summarise(request, tmp_path_factory, mnist_dir, cases: list, name: str, label: str, noun: str, details):
+    """Run `cases` in the shared worker, write <basetemp>/attack-<name>-summary.json (the counts, and what
+    `details(results)` adds) and print one line of counts at the end: {case id: result}."""
+    worker = shared_worker(tmp_path_factory.getbasetemp() / "attack-logs")
+    started = time.monotonic()
+    base = base_artifacts(tmp_path_factory.getbasetemp(), mnist_dir, worker)
+    results = run_cases(cases, base, worker, tmp_path_factory.mktemp(name))
+    seconds = time.monotonic() - started
+    counts = tally(cases, results)
+    summary = tmp_path_factory.getbasetemp() / f"attack-{name}-summary.json"
+    record = {
+        "outcomes": counts,
+        "seconds": round(seconds, 1),
+        "worker_starts": worker.starts,
+        "worker_recycled": worker.recycled,
+    }
+    summary.write_text(json.dumps({**record, **details(results)}, indent=1))
+    request.addfinalizer(
+        lambda: report_line(
+            request,
+            f"\n{label}: {len(cases)} {noun} in {seconds:.0f} s: "
+            + ", ".join(f"{kind} {count}" for kind, count in counts.items())
+            + f" (details: {summary})",
+        )
+    )
+    return results

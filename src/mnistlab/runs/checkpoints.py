@@ -1,6 +1,5 @@
 """Reading checkpoints safely (weights-only unpickling) and finding a run's checkpoints."""
 
-import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -8,8 +7,6 @@ from mnistlab.errors import CheckpointError, ReceivedFileError
 from mnistlab.received.checkpoint import CHECKPOINT_SUFFIX, checkpoint_in, load_file, read_checkpoint
 from mnistlab.received.files import is_plain_file
 from mnistlab.runs.run_dir import CHECKPOINTS, run_dir_of
-
-log = logging.getLogger(__name__)
 
 
 def load_checkpoint(path, mmap: bool = True) -> dict:

@@ -10,7 +10,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.config.targets import check_targets
 from mnistlab.errors import UserError
 from mnistlab.received.checkpoint import ReceivedCheckpoint
 from mnistlab.received.files import refuse_links
@@ -72,7 +71,6 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     resumed.resume = cfg.get("resume")
     resumed.paths = paths
     source = run_dir / SAVED_CONFIG
-    check_targets(resumed, trusted, source=str(source), run_config=True)  # the overrides too
     check_size(OmegaConf.to_container(resumed.model.net), source, resumed.max_parameters, trusted)  # before building
     if ckpt_path is None:
         from mnistlab.runs.checkpoints import latest_checkpoint

@@ -89,15 +89,16 @@ def saved_config(run_dir: Path, trusted_modules=(), paths: Optional[dict] = None
     return read_run_config(Path(run_dir), paths, trusted_modules, for_training, overrides)
 
 
-def data_config(run_dir: Optional[Path], trusted_modules=(), **overrides) -> dict:
+def data_config(run_dir: Optional[Path], trusted_modules=(), saved: Optional[dict] = None, **overrides) -> dict:
     """The data config a run was trained with (its `_target_` checked: the file is data), or conf/data/mnist.yaml's
-    defaults for a checkpoint without its run; resolved, with `overrides` of the arguments that it has."""
+    defaults for a checkpoint without its run; resolved, with `overrides` of the arguments that it has. `saved`:
+    the run's config if read already (saved_config)."""
     from mnistlab.config.train import DataConfig
 
     if run_dir is None:
         data = OmegaConf.to_container(OmegaConf.structured(DataConfig))
     else:
-        data = saved_config(run_dir, trusted_modules)["data"]
+        data = (saved if saved is not None else saved_config(run_dir, trusted_modules))["data"]
     return {**data, **{key: value for key, value in overrides.items() if key in data}}
 
 

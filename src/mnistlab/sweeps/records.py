@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mnistlab.cli import one_line
-from mnistlab.received.records import STATUSES  # noqa: F401  (unfinished: no record, e.g. the sweep was killed)
 
 RECORD = "job.json"
 PRUNING_OVERRIDE = "+callbacks.optuna_pruning"  # how the Optuna sweeper reaches a trial: not a parameter

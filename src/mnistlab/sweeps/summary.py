@@ -16,7 +16,8 @@ from typing import List, Optional
 
 from mnistlab.cli import ArgumentParser
 from mnistlab.errors import UserError
-from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, STATUSES, finite, read_record
+from mnistlab.received.records import STATUSES  # unfinished: no record, e.g. the sweep was killed
+from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, read_record
 from mnistlab.sweeps.seed_groups import seed_table
 
 CSV_FILE, MARKDOWN_FILE, PLOT_FILE = "summary.csv", "summary.md", "summary.png"

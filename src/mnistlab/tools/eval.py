@@ -25,10 +25,10 @@ class Evaluator:
         self.trusted_modules = list(trusted_modules)  # the command line's (README: Safety)
         self.max_parameters = max_parameters
 
-        run_cfg = saved_config(run_dir, self.trusted_modules) if run_dir is not None else {}
+        run_cfg = saved_config(run_dir, self.trusted_modules) if run_dir is not None else None
         overrides = {"seed": 0, **({"data_dir": data_dir} if data_dir is not None else {})}  # eval is not shuffled
-        data = data_config(run_dir, self.trusted_modules, **overrides)  # the run's data module, checked
-        trainer_cfg = run_cfg.get("trainer") or {}
+        data = data_config(run_dir, self.trusted_modules, run_cfg, **overrides)  # the run's data module, checked
+        trainer_cfg = (run_cfg or {}).get("trainer") or {}
         self.accelerator = str(trainer_cfg.get("accelerator", "auto"))
         self.precision = str(trainer_cfg.get("precision", "32-true"))
         self.datamodule = instantiate(data, _convert_="all")

@@ -126,6 +126,7 @@ def train(cfg: DictConfig) -> dict:
     with collections_paused():  # imports and building: objects that all live on
         from mnistlab.callbacks.interrupt import Interrupted, SaveOnInterrupt
         from mnistlab.callbacks.predictions import RecordPredictions
+        from mnistlab.runs.checkpoints import global_step
         from mnistlab.runs.environment import write_environment
         from mnistlab.runs.report import write_report
 
@@ -175,8 +176,6 @@ def train(cfg: DictConfig) -> dict:
         print(f"run saved in {run_dir}")
         Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
         if recorder.predictions is not None:
-            from mnistlab.runs.checkpoints import global_step
-
             tested_step = global_step(Path(best)) if best else trainer.global_step
             write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics, tested_step)
     if (
