@@ -26,3 +26,26 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # the temporary file is gone
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1
+
+
+def test_metrics_csv_rewrites_are_atomic(tmp_path, monkeypatch):
+    """A new column makes the CSV writer write the whole file again: a failure meanwhile (a kill, a full disk)
+    leaves the old file whole, and no temporary file behind."""
+    import csv
+
+    from mnistlab.callbacks.csv_logger import ContinuingWriter
+
+    writer = ContinuingWriter(str(tmp_path), resume_step=0)
+    writer.log_metrics({"train/loss": 0.5}, step=0)
+    writer.save()
+    before = (tmp_path / "metrics.csv").read_text()
+
+    def full_disk(self, rows):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", full_disk)
+    writer.log_metrics({"val/acc": 0.9}, step=1)  # a new column: the file is written again
+    with pytest.raises(OSError):
+        writer.save()
+    assert (tmp_path / "metrics.csv").read_text() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.csv"]

@@ -34,6 +34,7 @@ HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "_s
 # Private names of other libraries that mnistlab uses outside perf/ (this test is about Lightning's and Hydra's).
 OTHER_LIBRARIES = {
     "_foreach_lerp_": "torch's multi-tensor lerp (training/ema.py): the EMA update of all weights in one call",
+    "_exit": "os._exit (runs/ddp.py): a watching thread ends its process while the main thread waits on a dead peer",
     "_trial_id": "optuna's id of a trial (the Optuna sweeper): Trial(study, trial_id) needs it, nothing public has it",
 }
 PRIVATE_PATH = re.compile(rf"\b(?:{'|'.join(LIBRARIES)})(?:\.\w+)+")

@@ -160,7 +160,14 @@ def test_model_checkpoint_state_keeps_only_paths_of_its_own_checkpoints(tmp_path
     assert kept["best_k_models"] == {own: torch.tensor(0.9)}
     assert kept["best_model_path"] == kept["kth_best_model_path"] == kept["last_model_path"] == ""
     assert kept["kth_value"] is None
-    assert model_checkpoint_state({**state, "dirpath": "/tmp"}, checkpoints) is None
+    elsewhere = model_checkpoint_state({**state, "dirpath": "/tmp"}, checkpoints)  # as if the run had moved
+    assert elsewhere["best_k_models"] == {}  # only .ckpt files directly in /tmp would be taken, from our folder
+    assert elsewhere["dirpath"] == os.path.realpath(checkpoints) and elsewhere["best_model_path"] == ""
+    moved = model_checkpoint_state(
+        {**state, "dirpath": "/old/run/checkpoints", "best_model_path": "/old/run/checkpoints/epoch001.ckpt"},
+        checkpoints,
+    )
+    assert moved["best_model_path"] == os.path.join(os.path.realpath(checkpoints), "epoch001.ckpt")
     assert model_checkpoint_state({**state, "dirpath": f"file://{checkpoints}"}, checkpoints) is None
     (checkpoints / "link.ckpt").symlink_to(tmp_path / "victim")
     assert checkpoint_in(str(checkpoints / "link.ckpt"), checkpoints) is None

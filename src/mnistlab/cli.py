@@ -58,11 +58,26 @@ def expected_failures() -> tuple:
 
 @contextmanager
 def exit_on_bad_input() -> Iterator[None]:
-    """Bad input becomes `error: <one line>` on stderr and exit code 2 (SystemExit passes through Hydra)."""
+    """Bad input becomes `error: <one line>` on stderr and exit code 2 (SystemExit passes through Hydra).
+
+    In a run of several processes (DDP), another process stopping is no bad input: one line saying so and how
+    to continue, exit code 1 (mnistlab.runs.distributed); an error that every process raises together (e.g. a
+    diverged loss, agreed across them) is printed by rank 0 alone."""
     try:
         yield
-    except expected_failures() as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
+    except Exception as err:
+        from mnistlab.runs import distributed  # nothing heavy: only what the process knows of its peers
+
+        own = isinstance(err, UserError)  # this process's own error, even when a peer has stopped too
+        if not own and distributed.is_peer_failure(err):
+            distributed.say_once(distributed.peer_stopped_line(err))
+            raise SystemExit(distributed.peer_stopped_exit_code()) from None
+        if distributed.is_rank_zero():
+            distributed.failing_on_its_own()  # the processes it started stop without a line of their own
+        if not isinstance(err, expected_failures()):
+            raise
+        if distributed.is_rank_zero() or not getattr(err, "raised_by_every_process", False):
+            distributed.say_once(one_line(err))
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 

@@ -38,12 +38,14 @@ def synthetic_digits(n: int, seed: int) -> tuple:
 
 
 def write_mnist(data_dir: Path) -> Path:
-    raw = data_dir / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for files, n, seed in ((TRAIN_FILES, N_TRAIN, 0), (TEST_FILES, N_TEST, 1)):
-        images, labels = synthetic_digits(n, seed)
-        write_idx(raw / files[0], images)
-        write_idx(raw / files[1], labels)
+    """The synthetic digits in MNIST's folder, and in Fashion-MNIST's and KMNIST's (data=fashion_mnist | kmnist)."""
+    for folder in ("MNIST", "FashionMNIST", "KMNIST"):
+        raw = data_dir / folder / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for files, n, seed in ((TRAIN_FILES, N_TRAIN, 0), (TEST_FILES, N_TEST, 1)):
+            images, labels = synthetic_digits(n, seed)
+            write_idx(raw / files[0], images)
+            write_idx(raw / files[1], labels)
     return data_dir
 
 

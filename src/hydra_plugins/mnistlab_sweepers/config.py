@@ -50,8 +50,8 @@ class OptunaSweeperConf:
     pruner: Any = None  # hydra/sweeper/pruner=median; null: no pruning
     study_name: str = "mnistlab"
     storage: Optional[str] = None  # an Optuna storage URL, or journal://<file>; null: sqlite:///<sweep dir>/optuna.db
-    metric: str = "val/acc"  # the key of the metrics dict the training task returns
-    direction: str = "maximize"
+    metric: Any = "val/acc"  # the key of the metrics dict the training task returns; a list: several objectives,
+    direction: Any = "maximize"  # e.g. [val/acc, model/parameters] and [maximize, minimize] (a Pareto front)
     n_trials: int = 20  # finished trials the study should hold (complete, pruned or failed)
     n_jobs: Optional[int] = None  # trials launched at once; null: joblib's n_jobs, SLURM's array_parallelism, or 1
     max_failure_rate: float = 0.5  # stop once more than this fraction of n_trials failed

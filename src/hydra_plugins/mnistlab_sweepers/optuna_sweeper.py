@@ -10,6 +10,8 @@ trial numbers, so <sweep dir>/<n>/ holds trial n's run.
 """
 
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -26,15 +28,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
 from mnistlab.perf.hydra_internals import job_outcome
+from mnistlab.sweeps.objectives import Objectives
 from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
 from mnistlab.sweeps.study_storage import open_storage, shown
 
+from . import _objectives
 from ._failures import FailureCap, SweepStopped
 
 BEST_FILE, STORAGE_FILE = "best_params.yaml", "optuna.db"
 # User attributes of trials. Not counted towards n_trials: INTERRUPTED, one a killed sweep left running,
 # and SURPLUS, one asked when other sweeps of the study had already asked for the rest of n_trials.
 INTERRUPTED, SURPLUS = "interrupted", "surplus"
+SWEEP = "sweep"  # host:pid of the sweep that asked for the trial
 HEARTBEAT = "heartbeat"  # when the sweep running the trial last said it was alive (time.time())
 BEAT_EVERY, STALE_AFTER = 10.0, 60.0  # seconds; a running trial without a beat for STALE_AFTER is a killed sweep's
 FIRST_BEAT_WITHIN = 1.0  # seconds: a sweep beats right after asking for a trial
@@ -46,6 +51,44 @@ def counted(study) -> list:
     """The study's trials that count towards n_trials, in order."""
     trials = study.get_trials(deepcopy=False)
     return [t for t in trials if not (t.user_attrs.get(INTERRUPTED) or t.user_attrs.get(SURPLUS))]
+
+
+def sweep_is_gone(trial) -> bool:
+    """Whether the sweep that runs `trial` was a process of this machine that has ended (killed): its trial need
+    not wait STALE_AFTER seconds to be run again."""
+    host, _, pid = str(trial.user_attrs.get(SWEEP, "")).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def continued(trial, sweep_dir: Path) -> List[str]:
+    """The run of a trial a killed sweep left running continues from its newest checkpoint: its job folder
+    becomes the new trial's (job numbers are trial numbers), and the job resumes there."""
+    from mnistlab.received.files import refuse_links
+    from mnistlab.runs.checkpoints import global_step, latest_checkpoint
+    from mnistlab.runs.run_dir import quoted
+
+    retry_of = trial.user_attrs.get("retry_of")
+    if not isinstance(retry_of, int) or isinstance(retry_of, bool) or retry_of < 0:
+        return []
+    old, new = sweep_dir / str(retry_of), sweep_dir / str(trial.number)
+    if new.exists() or not old.is_dir() or old.is_symlink() or read_record(old)["status"] != "unfinished":
+        return []
+    refuse_links(old)
+    checkpoint = latest_checkpoint(old)
+    if checkpoint is None:
+        return []
+    step = global_step(checkpoint)
+    os.rename(old, new)
+    print(f"[sweep] trial {trial.number} continues trial {retry_of} from step {step} (folder {new.name})", flush=True)
+    return [f"resume={quoted(str(new.absolute()))}", "hydra.output_subdir=null"]
 
 
 def suggest(trial, name: str, distribution) -> None:
@@ -116,7 +159,8 @@ class OptunaSweeper(Sweeper):
     ) -> None:
         self.sampler_config, self.pruner_config = sampler, pruner  # configs with a _target_ (or null)
         self.study_name, self.storage = study_name, storage
-        self.metric, self.direction = metric, direction
+        self.metric, self.direction = metric, direction  # each one value, or a list: several objectives
+        self.objectives: Optional[Objectives] = None  # made from them by check_settings
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.max_failure_rate, self.params = max_failure_rate, params or {}
         self.config: Optional[DictConfig] = None
@@ -132,10 +176,8 @@ class OptunaSweeper(Sweeper):
         )
 
     def check_settings(self) -> None:
-        if self.metric.startswith("test/"):
-            raise ConfigError(f"hydra.sweeper.metric={self.metric} would tune on the test set: use a val/ metric")
-        if self.direction not in ("maximize", "minimize"):
-            raise ConfigError(f"hydra.sweeper.direction must be maximize or minimize, got {self.direction!r}")
+        self.objectives = Objectives.of(self.metric, self.direction)
+        _objectives.check(self.objectives, self.pruner_config)
         if self.n_trials < 1 or (self.n_jobs is not None and self.n_jobs < 1):
             raise ConfigError(f"hydra.sweeper.n_trials and n_jobs must be positive, got {self.n_trials}, {self.n_jobs}")
 
@@ -184,7 +226,10 @@ class OptunaSweeper(Sweeper):
                     heartbeat.beat()
                     for group in consecutive(list(heartbeat.trials)):
                         overrides = [
-                            fixed + as_overrides(trial.params) + self.pruning_overrides(trial, storage)
+                            fixed
+                            + as_overrides(trial.params)
+                            + self.pruning_overrides(trial, storage)
+                            + continued(trial, sweep_dir)
                             for trial in group
                         ]
                         results = self.launcher.launch(overrides, initial_job_idx=group[0].number)
@@ -212,7 +257,7 @@ class OptunaSweeper(Sweeper):
                 study = optuna.create_study(
                     study_name=self.study_name,
                     storage=open_storage(storage),
-                    direction=self.direction,
+                    directions=list(self.objectives.directions),
                     load_if_exists=True,
                 )
                 break
@@ -220,28 +265,31 @@ class OptunaSweeper(Sweeper):
                 if attempt + 1 == CREATE_ATTEMPTS:
                     raise
                 time.sleep(1.0)
+        _objectives.check_study(study, self.objectives, self.study_name)
         study.pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
         print(
-            f"[sweep] Optuna {optuna.__version__} study '{self.study_name}' in {shown(storage)} ({self.direction} "
-            f"{self.metric})",
+            f"[sweep] Optuna {optuna.__version__} study '{self.study_name}' in {shown(storage)} ({self.objectives})",
             flush=True,
         )
         self.requeue_stale(study, sweep_dir)
         return study
 
     def ask(self, study, space: dict):
-        """A trial with its parameters. The sampler is made at the first one, seeded with seed + its number:
-        a continued study does not draw its first trials again, nor do two sweeps started at the same time."""
-        if self.seeded:
-            return study.ask(space)
+        """A trial with its parameters, drawn by a sampler seeded with seed + the number of counted trials before
+        it (its place in the study): a continued study draws what a study never stopped would have drawn there
+        (interrupted and surplus trials take no place), and sweeps sharing a study, whose trials have different
+        places, draw different trials."""
         trial = study.ask()
-        study.sampler, self.seeded = self.make_sampler(trial.number), True
-        seed = (self.sampler_config or {}).get("seed")
-        print(
-            f"[sweep] trials drawn by {type(study.sampler).__name__}"
-            + ("" if seed is None else f"(seed={seed + trial.number})"),
-            flush=True,
-        )
+        trial.set_user_attr(SWEEP, f"{socket.gethostname()}:{os.getpid()}")  # a dead sweep's trials are found at once
+        place = sum(t.number < trial.number for t in counted(study))
+        study.sampler = self.make_sampler(place)
+        if not self.seeded:
+            seed, self.seeded = (self.sampler_config or {}).get("seed"), True
+            print(
+                f"[sweep] trials drawn by {type(study.sampler).__name__}"
+                + ("" if seed is None else f" (seed {seed} + the trial's place in the study)"),
+                flush=True,
+            )
         for name, distribution in space.items():
             suggest(trial, name, distribution)
         return trial
@@ -274,17 +322,16 @@ class OptunaSweeper(Sweeper):
             time.sleep(WAIT_EVERY)
             self.requeue_stale(study, sweep_dir)
 
-    def make_sampler(self, first_trial: int):
-        """The same seed in a new process would draw the same first trials again: offset it by the number of
-        the sweep's first trial, which keeps a fresh study at the seed given, a continued one reproducible, and
-        sweeps sharing a study apart."""
+    def make_sampler(self, place: int):
+        """The sampler for the trial at `place` (counted trials before it), its seed offset by that place: the
+        same seed for every trial would draw the same parameters again in a new process."""
         config = (
             OmegaConf.to_container(self.sampler_config, resolve=True)
             if self.sampler_config
             else {"_target_": "optuna.samplers.TPESampler"}
         )  # sampler=null: Optuna's default
         if config.get("seed") is not None:
-            config["seed"] += first_trial
+            config["seed"] += place
         return instantiate(config)
 
     def stale_trials(self, study) -> list:
@@ -295,7 +342,7 @@ class OptunaSweeper(Sweeper):
         if any(HEARTBEAT not in t.user_attrs for t in running):  # maybe just asked by a live sweep
             time.sleep(FIRST_BEAT_WITHIN)
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [t for t in running if time.time() - t.user_attrs.get(HEARTBEAT, 0.0) > STALE_AFTER]
+        return [t for t in running if time.time() - t.user_attrs.get(HEARTBEAT, 0.0) > STALE_AFTER or sweep_is_gone(t)]
 
     def requeue_stale(self, study, sweep_dir: Path) -> None:
         """Trials a killed sweep left running: one whose job had ended is told its outcome from the job's record;
@@ -340,13 +387,13 @@ class OptunaSweeper(Sweeper):
     def tell_from_record(self, study, trial, record: dict) -> None:
         from optuna.trial import TrialState
 
-        value = finite((record.get("metrics") or {}).get(self.metric))
-        if record["status"] == "ok" and value is not None:
-            study.tell(trial, value)
+        values = self.objectives.values(record.get("metrics") or {})
+        if record["status"] == "ok" and values is not None:
+            study.tell(trial, values)
         elif record["status"] == "pruned":
             study.tell(trial, state=TrialState.PRUNED)
         else:
-            trial.set_user_attr("error", record.get("error") or f"no finite {self.metric}")
+            trial.set_user_attr("error", record.get("error") or f"no finite {self.objectives.names}")
             study.tell(trial, state=TrialState.FAIL)
 
     def pruning_overrides(self, trial, storage: str) -> List[str]:
@@ -369,18 +416,15 @@ class OptunaSweeper(Sweeper):
         name = f"trial {trial.number}"
         if result.status == JobStatus.COMPLETED:
             metrics = result.return_value if isinstance(result.return_value, Mapping) else {}
-            value = finite(metrics.get(self.metric))
-            if value is not None:
+            values = self.objectives.values(metrics)
+            if values is not None:
                 # kept in the study for the summaries of other sweeps sharing it
                 trial.set_user_attr("metrics", {key: finite(v) for key, v in metrics.items()})
-                study.tell(trial, value)
-                print(
-                    f"[sweep] {name}: {self.metric} {value:.4f} (best so far {study.best_value:.4f}, "
-                    f"trial {study.best_trial.number})",
-                    flush=True,
-                )
+                study.tell(trial, values)
+                print(_objectives.progress(study, trial.number, self.objectives, values), flush=True)
                 return
-            error = cap.fail(name, f"the task returned no finite {self.metric}: {metrics.get(self.metric)!r}")
+            missing = next(m for m in self.objectives.metrics if finite(metrics.get(m)) is None)
+            error = cap.fail(name, f"the task returned no finite {missing}: {metrics.get(missing)!r}")
         elif is_pruned(job_outcome(result)):
             study.tell(trial, state=TrialState.PRUNED)
             print(f"[sweep] {name} {job_outcome(result)}", flush=True)
@@ -431,11 +475,14 @@ class OptunaSweeper(Sweeper):
         result: Dict[str, Any] = {
             "study_name": self.study_name,
             "storage": shown(storage),
-            "metric": self.metric,
-            "direction": self.direction,
+            "metric": list(self.objectives.metrics) if self.objectives.multi else self.metric,
+            "direction": list(self.objectives.directions) if self.objectives.multi else self.direction,
             "trials": counts,
         }
-        if counts["complete"]:
+        if self.objectives.multi:  # no single best: the trials no other beats in every objective
+            result["pareto_front"] = _objectives.pareto_front(study, self.objectives, fixed)
+            print(_objectives.front_line(result["pareto_front"]), flush=True)
+        elif counts["complete"]:
             best = study.best_trial
             result.update(
                 best_trial=best.number,

@@ -24,13 +24,34 @@ class ContinuingWriter(CSVWriterBase):
             return
         keys, rows = read_metric_rows(self.metrics_file_path)  # a received run's file: read at the boundary
         kept = [row for row in rows if int(row["step"]) < self.resume_step]
-        os.remove(self.metrics_file_path)
         if kept:
             self.metrics_keys = keys
-            with open(self.metrics_file_path, "w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=keys)
-                writer.writeheader()
-                writer.writerows(kept)
+            write_atomically(self.metrics_file_path, keys, kept)
+        else:
+            os.remove(self.metrics_file_path)
+
+    def rewrite(self, fieldnames: list) -> None:
+        """The file again with a new column (Lightning's rewrites it in place: a kill or a full disk meanwhile
+        would lose its rows)."""
+        with open(self.metrics_file_path, newline="") as file:  # this run's own rows
+            rows = list(csv.DictReader(file))
+        write_atomically(self.metrics_file_path, fieldnames, rows)
+
+
+def write_atomically(path: str, fieldnames: list, rows: list) -> None:
+    """The rows written to a temporary file beside `path`, then renamed over it: the old file or the new, whole."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 class CSVLogger(CSVLoggerBase):

@@ -11,6 +11,8 @@ from mnistlab.errors import UserError
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite: usually a learning rate too high."""
 
+    raised_by_every_process = True  # the check agrees across DDP processes: rank 0 alone prints it (mnistlab.cli)
+
 
 class StopOnDivergence(L.Callback):
     """Without it a NaN loss trains on silently and ends with chance accuracy; with it the run (or the
@@ -18,7 +20,9 @@ class StopOnDivergence(L.Callback):
 
     The losses are summed on the device and the sum is read every `every_n_steps` steps and at each
     epoch's end (a NaN or infinity stays in the sum): reading the loss every step would cost a
-    device sync per step on a GPU."""
+    device sync per step on a GPU. Under DDP the sums of all processes are added up there (one small
+    all-reduce per check): a loss gone NaN in one process stops every process at the same step, with the
+    same message, rather than one process leaving the others waiting for it."""
 
     def __init__(self, every_n_steps: int = 50):
         if every_n_steps < 1:
@@ -43,7 +47,8 @@ class StopOnDivergence(L.Callback):
     def check(self, trainer: L.Trainer) -> None:
         if self.loss_sum is None:
             return
-        value, first = self.loss_sum.item(), self.first_step
+        total = trainer.strategy.reduce(self.loss_sum, reduce_op="sum") if trainer.world_size > 1 else self.loss_sum
+        value, first = total.item(), self.first_step
         self.loss_sum = None
         if not math.isfinite(value):
             last = trainer.global_step

@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) or SIGTERM during training: finish the batch, save a checkpoint, stop."""
+"""Ctrl-C (SIGINT), SIGTERM, or SLURM's warning before the time limit (SIGUSR1, SIGUSR2 from submitit) during
+training: finish the batch, save a checkpoint, stop; under SLURM a warning also requeues the job."""
 
 import logging
 import signal
@@ -9,7 +10,8 @@ from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PREEMPTION = (signal.SIGUSR1, signal.SIGUSR2)  # `#SBATCH --signal=B:USR1@120`; submitit sends USR2
+SIGNALS = (signal.SIGINT, signal.SIGTERM, *PREEMPTION)
 
 
 class Interrupted(Exception):

@@ -21,7 +21,7 @@ NETWORK_KINDS = "mnistlab.models networks, torch.optim optimizers, mnistlab.trai
 DATA_KINDS = "mnistlab.data's data modules"
 RUN_KINDS = (
     f"{NETWORK_KINDS}, mnistlab.data's data modules, mnistlab.training.classifier.Classifier, "
-    "lightning.pytorch.Trainer, Lightning's and mnistlab's callbacks, loggers, profilers"
+    "lightning.pytorch.Trainer, Lightning's and mnistlab's callbacks, loggers, profilers, mnistlab's DDP strategy"
 )
 
 
@@ -86,6 +86,7 @@ def run_rules() -> Dict[str, Callable[[object, str], bool]]:
         "mnistlab.callbacks.csv_logger": subclass_of(*logger, defined_here=True),
         "mnistlab.callbacks.trackers": subclass_of(*logger, defined_here=True),
         "mnistlab.perf.profiler": subclass_of(*profiler, defined_here=True),
+        "mnistlab.runs.ddp": subclass_of("lightning.pytorch.strategies", "Strategy", defined_here=True),
     }
 
 

@@ -52,6 +52,7 @@ class AugmentConfig:
 
 
 MAX_BATCH = 60_000  # MNIST's training images: a batch or split cannot be larger
+MAX_FOLDS = 100  # of cross-validation: each fold still holds 600 MNIST images
 MAX_LAYERS = 64  # of a network; 28 x 28 pixels leave room for far fewer pooled convolutions
 
 
@@ -69,8 +70,20 @@ class DataConfig:
     std: float = 0.3081
     seed: Optional[int] = None  # of the batch order; conf/data/mnist.yaml: ${seed}
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    dataset: str = "mnist"  # or fashion_mnist, kmnist (mnistlab.data.datasets)
+    folds: Optional[int] = None  # k-fold cross-validation: validation is fold `fold` of `folds` (val_size unused)
+    fold: int = 0
+    split_seed: int = 0  # of the folds: the same for every seed, so that fold i is the same images in every run
 
     def __post_init__(self) -> None:
+        from mnistlab.data.datasets import DATASETS
+
+        require(self.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}", self.dataset)
+        if self.folds is None:
+            require(self.fold == 0, "data.fold", "needs data.folds (the number of folds)", self.fold)
+        else:
+            require(2 <= self.folds <= MAX_FOLDS, "data.folds", f"must be in [2, {MAX_FOLDS}]", self.folds)
+            require(0 <= self.fold < self.folds, "data.fold", f"must be in [0, {self.folds - 1}]", self.fold)
         require(0 < self.batch_size <= MAX_BATCH, "data.batch_size", f"must be in [1, {MAX_BATCH}]", self.batch_size)
         require(
             0 < self.eval_batch_size <= MAX_BATCH,

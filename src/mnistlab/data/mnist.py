@@ -1,4 +1,5 @@
-"""MNIST as a LightningDataModule holding each split as one uint8 tensor on the training device."""
+"""MNIST (or Fashion-MNIST, KMNIST: data.dataset) as a LightningDataModule holding each split as one uint8 tensor
+on the training device."""
 
 from pathlib import Path
 from typing import Optional
@@ -8,7 +9,9 @@ import torch
 
 from mnistlab.data.augment import random_affine
 from mnistlab.data.batches import TensorBatches
-from mnistlab.data.download import download_missing
+from mnistlab.data.datasets import DATASETS
+from mnistlab.data.download import download_missing, sources
+from mnistlab.data.folds import fold_of_each
 from mnistlab.data.idx import read_idx
 from mnistlab.errors import DataError
 
@@ -26,7 +29,10 @@ class MNISTDataModule(L.LightningDataModule):
     """Built from conf/data/mnist.yaml (its `_target_`): every key of that config is an argument here.
 
     mean and std are the input normalisation that the model folds in (conf/train.yaml: model.mean is
-    ${data.mean}): the batches stay in [0, 1], and they are kept here as a description of the data."""
+    ${data.mean}): the batches stay in [0, 1], and they are kept here as a description of the data.
+
+    Validation is the first val_size training images, or with `folds` set, fold `fold` of a stratified split of
+    the training images into that many folds, drawn from split_seed (mnistlab.data.folds)."""
 
     def __init__(
         self,
@@ -39,9 +45,17 @@ class MNISTDataModule(L.LightningDataModule):
         std: float = 0.3081,
         seed: Optional[int] = None,
         augment: Optional[dict] = None,
+        dataset: str = "mnist",
+        folds: Optional[int] = None,
+        fold: int = 0,
+        split_seed: int = 0,
     ):
         super().__init__()
-        self.raw_dir = Path(data_dir) / "MNIST" / "raw"
+        if dataset not in DATASETS:
+            raise DataError(f"data.dataset={dataset!r} is none of {', '.join(DATASETS)}")
+        self.dataset, self.spec = dataset, DATASETS[dataset]
+        self.folds, self.fold, self.split_seed = folds, fold, split_seed
+        self.raw_dir = Path(data_dir) / self.spec.folder / "raw"
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.download = val_size, download
@@ -55,13 +69,13 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.missing_files() and self.download:
-            download_missing(self.raw_dir)
+            download_missing(self.raw_dir, *sources(self.dataset))
         missing = self.missing_files()
         if missing:
             raise DataError(
-                f"MNIST not found: {', '.join(missing)} missing in {self.raw_dir}/"
+                f"{self.spec.title} not found: {', '.join(missing)} missing in {self.raw_dir}/"
                 f"{' and the download failed (offline?)' if self.download else ''}. "
-                f"Copy the files there, or name the folder that holds MNIST/raw/: data.data_dir=<folder>"
+                f"Copy the files there, or name the folder that holds {self.spec.folder}/raw/: data.data_dir=<folder>"
             )
 
     def load(self, split: str) -> tuple:
@@ -83,11 +97,20 @@ class MNISTDataModule(L.LightningDataModule):
             self.seed = self.trainer.strategy.broadcast(self.seed)
         if ("train" in wanted or "val" in wanted) and "val" not in self.splits:
             images, labels = self.load("train")
-            if self.val_size >= len(labels):
-                raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
-            v = self.val_size  # validation is the first val_size images, as TF's input_data did
-            self.splits["train"] = (images[v:].to(device), labels[v:].to(device))
-            self.splits["val"] = (images[:v].to(device), labels[:v].to(device))
+            if self.folds is None:
+                if self.val_size >= len(labels):
+                    raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
+                v = self.val_size  # validation is the first val_size images, as TF's input_data did
+                self.splits["train"] = (images[v:].to(device), labels[v:].to(device))
+                self.splits["val"] = (images[:v].to(device), labels[:v].to(device))
+            else:
+                if not 2 <= self.folds <= len(labels) or not 0 <= self.fold < self.folds:
+                    raise DataError(
+                        f"data.folds={self.folds} data.fold={self.fold}: no such fold of {len(labels)} images"
+                    )
+                val = fold_of_each(labels, self.folds, self.split_seed) == self.fold  # both keep the files' order
+                self.splits["train"] = (images[~val].to(device), labels[~val].to(device))
+                self.splits["val"] = (images[val].to(device), labels[val].to(device))
         if "test" in wanted and "test" not in self.splits:
             test_images, test_labels = self.load("test")
             self.splits["test"] = (test_images.to(device), test_labels.to(device))

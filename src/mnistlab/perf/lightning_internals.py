@@ -71,6 +71,12 @@ class CSVWriterBase(ExperimentWriter):
     def existing_log_dir(self) -> None:
         raise NotImplementedError
 
+    def _rewrite_with_new_header(self, fieldnames: list) -> None:  # what save() calls when a column appears
+        self.rewrite(fieldnames)
+
+    def rewrite(self, fieldnames: list) -> None:
+        raise NotImplementedError
+
 
 class CSVLoggerBase(CSVLogger):
     """Lightning's CSVLogger, with the writer `make_writer(log_dir)` returns instead of its own."""

@@ -310,25 +310,35 @@ def checkpoint_in(path, folder: Path) -> Optional[str]:
 
 
 def model_checkpoint_state(state, checkpoints: Path) -> Optional[dict]:
-    """A ModelCheckpoint's saved state, kept only where every path in it is a checkpoint of `checkpoints`."""
+    """A ModelCheckpoint's saved state, kept only where every path in it is a checkpoint of `checkpoints`. Saved
+    in a folder since renamed (a continued Optuna trial's run moves to the new trial's folder), the files it names
+    directly in its old folder are taken by name from `checkpoints`; nothing else."""
     dirpath = state.get("dirpath") if isinstance(state, dict) else None
     if not isinstance(dirpath, str) or "\x00" in dirpath or "://" in dirpath:
         return None
-    if os.path.realpath(dirpath) != os.path.realpath(checkpoints):
-        return None
+    here = os.path.realpath(checkpoints)
+    moved = os.path.realpath(dirpath) != here
+
+    def own(path) -> Optional[str]:
+        if moved:
+            if not isinstance(path, str) or os.path.dirname(os.path.normpath(path)) != os.path.normpath(dirpath):
+                return None
+            path = os.path.join(here, os.path.basename(os.path.normpath(path)))
+        return checkpoint_in(path, checkpoints)
+
     best_k = state.get("best_k_models")
     best_k = best_k if isinstance(best_k, dict) else {}
-    kept = {path: finite_score(score) for path, score in best_k.items() if checkpoint_in(path, checkpoints) is not None}
+    kept = {own(path): finite_score(score) for path, score in best_k.items()}
     return {
         "monitor": state.get("monitor") if isinstance(state.get("monitor"), str) else None,
         "best_model_score": finite_score(state.get("best_model_score")),
-        "best_model_path": checkpoint_in(state.get("best_model_path"), checkpoints) or "",
+        "best_model_path": own(state.get("best_model_path")) or "",
         "current_score": finite_score(state.get("current_score")),
-        "dirpath": state["dirpath"],
-        "best_k_models": {path: score for path, score in kept.items() if score is not None},
-        "kth_best_model_path": checkpoint_in(state.get("kth_best_model_path"), checkpoints) or "",
+        "dirpath": here if moved else state["dirpath"],
+        "best_k_models": {path: score for path, score in kept.items() if path is not None and score is not None},
+        "kth_best_model_path": own(state.get("kth_best_model_path")) or "",
         "kth_value": finite_score(state.get("kth_value")),
-        "last_model_path": checkpoint_in(state.get("last_model_path"), checkpoints) or "",
+        "last_model_path": own(state.get("last_model_path")) or "",
     }
 
 

@@ -3,6 +3,7 @@ seconds, overrides, metrics, error) and env.json (when the run started). Anythin
 
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -141,3 +142,27 @@ def read_metric_rows(path) -> Tuple[List[str], List[dict]]:
     except csv.Error as err:
         raise ReceivedFileError(f"{path}: not a readable CSV file ({err})") from None
     return keys, rows
+
+
+TRACKERS = ("mlflow", "wandb")
+TRACKER_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # MLflow's 32 hex digits, W&B's 8 characters or a chosen id
+
+
+def read_tracker_runs(path) -> Dict[str, str]:
+    """trackers.json: tracker (mlflow, wandb) -> the id of the tracker's run that a resumed run continues.
+    Other entries are left out; an id that is not a short string of letters, digits, `-` and `_` is refused."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ReceivedFileError(f"{path}: must map trackers to run ids, found a {type(data).__name__}")
+    runs = {}
+    for tracker in TRACKERS:
+        run_id = data.get(tracker)
+        if run_id is None:
+            continue
+        if not isinstance(run_id, str) or not TRACKER_RUN_ID.fullmatch(run_id):
+            raise ReceivedFileError(
+                f"{path}: {tracker} must be a run id of at most 64 letters, digits, '-' and '_', "
+                f"found {str(run_id)[:40]!r}"
+            )
+        runs[tracker] = run_id
+    return runs

@@ -165,6 +165,10 @@ def check_write_locations(config: dict, run_dir: Path, source) -> None:
             continue
         key = re.split(r"[.\[]", where)[-1]
         ok = inside(text, run_dir) if key in WRITE_LOCATIONS else harmless_name(text)
+        # MLflow's local store, relative to where train.py starts, as its artifact_location is
+        ok = ok or (
+            key == "tracking_uri" and text.startswith("sqlite:///") and harmless_name(text[len("sqlite:///") :])
+        )
         if not ok:
             raise ReceivedFileError(
                 f"{source}: {where}={text[:80]!r} would write outside the run folder {run_dir}; refused"

@@ -1,4 +1,5 @@
-"""One run in several processes (DDP): one run folder for all, only rank 0 writing, and what -m cannot do.
+"""One run in several processes (DDP): one run folder for all, only rank 0 writing, what -m cannot do, and
+what a process knows and says when another one of its run stops (the watching itself: mnistlab.runs.ddp).
 
 Lightning's ddp strategy starts the other processes itself, running the command line again with
 hydra.run.dir set to the first process's folder. torchrun and srun start every process themselves, so
@@ -8,7 +9,12 @@ own, or one rank 0 serves for a moment where Lightning's will be). Imports nothi
 
 import logging
 import os
+import re
+import signal
+import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable, List, Optional, Tuple
 
@@ -133,3 +139,127 @@ def one_for_all_ranks(claim: Callable[[str], str]) -> Callable[[str], str]:
         return claim(path) if launch is None else handed_from_rank_zero(lambda: claim(path), *launch)
 
     return resolve
+
+
+# When one process of a run stops: what the others know of it, and the one line the console gets.
+
+EXIT_PEER_STOPPED = 1  # not 2 (bad input): nothing was wrong with what was asked; resume= continues the run
+# how gloo and c10d word a peer that is gone or silent (NCCL: an aborted communicator)
+PEER_GONE = re.compile(
+    r"connection (closed|reset) by peer|broken pipe|connection refused|timed out|timeout|"
+    r"(read|write) error|communicator was aborted|transport/tcp",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Peers:
+    """This process's view of its run's other processes (one per process; see mnistlab.runs.ddp)."""
+
+    children: List[Tuple[int, object]] = field(default_factory=list)  # rank 0: (rank, Popen) it started
+    launcher: Optional[int] = None  # a process Lightning's launcher started: the launcher's pid
+    watching: bool = False  # that process: whether it stops with the launcher now (during fit and test)
+    dead: Optional[Tuple[int, Optional[int]]] = None  # (rank, exit code or -signal; None: unknown) of the first
+    failing: bool = False  # this process is ending on an error of its own, and says so itself
+    said: threading.Lock = field(default_factory=threading.Lock)  # held once a line was printed
+    ended: threading.Event = field(default_factory=threading.Event)  # a peer's end is known (dead is set)
+
+
+PEERS = Peers()
+
+
+def say_once(line: Optional[str]) -> None:
+    """Print the run's one `error:` line, if no other thread of this process printed one (where threads watch
+    the run's other processes: mnistlab.runs.ddp)."""
+    watched = bool(PEERS.children) or PEERS.launcher is not None
+    if line and (not watched or PEERS.said.acquire(blocking=False)):
+        print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def stop_children() -> None:
+    """Rank 0 under Lightning's launcher: end the processes it started, without a word from them."""
+    for _, child in PEERS.children:
+        if child.poll() is None:
+            child.kill()
+
+
+def failing_on_its_own() -> None:
+    """This process ends on an error of its own and prints it: the processes it started stop silently."""
+    PEERS.failing = True
+    stop_children()
+
+
+def record_end(rank: int, code: Optional[int]) -> bool:
+    """Note how a process of the run ended; whether it was the first to."""
+    first = PEERS.dead is None
+    if first:
+        PEERS.dead = (rank, code)
+    PEERS.ended.set()
+    return first
+
+
+def world_size() -> int:
+    """The processes of this run's process group: 1 when there is none (torch.distributed not even imported)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return 1
+    return dist.get_world_size()
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """Whether `err` came from another process of this run stopping: its end is known, or a collective of a
+    process group of several failed the way gloo, c10d or NCCL say a peer is gone or silent."""
+    if PEERS.dead is not None:
+        return True
+    dist = sys.modules.get("torch.distributed")
+    error_kinds = (RuntimeError,) + ((dist.DistError,) if dist is not None and dist.is_available() else ())
+    return isinstance(err, error_kinds) and world_size() > 1 and bool(PEER_GONE.search(str(err)))
+
+
+def how_it_ended(code: Optional[int]) -> str:
+    if code is None:
+        return "stopped"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def continue_with() -> str:
+    """How to go on from the run's newest checkpoint, as train.py says it after Ctrl-C."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = os.path.relpath(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else "<run dir>"
+    return f"continue with: python train.py resume={run_dir}"
+
+
+def peer_stopped_line(err: Optional[BaseException] = None) -> Optional[str]:
+    """The line for a run one of whose processes stopped; None where that process said why itself (it exited
+    with code 2, bad input) or where the launcher of this process is alive to say it."""
+    if PEERS.dead is None and PEERS.children:  # rank 0 under Lightning's launcher: which child, and how
+        PEERS.ended.wait(timeout=2.0)
+    if PEERS.dead is None and PEERS.launcher is not None:  # a process the launcher (rank 0) started
+        deadline = time.monotonic() + 1.0
+        while os.getppid() == PEERS.launcher and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.getppid() == PEERS.launcher:
+            return None  # rank 0 lives on: the line is its
+        record_end(0, None)
+    if PEERS.dead is not None:
+        rank, code = PEERS.dead
+        if code == 2:
+            return None
+        what = f"process {rank} of this DDP run {how_it_ended(code)}"
+    elif not is_rank_zero():
+        return None  # under torchrun or srun: rank 0 says it (or its launcher, for rank 0)
+    else:
+        detail = re.sub(r"^\[[^\]]*\]\s*", "", (str(err).strip().splitlines() or [""])[0]).split(". ")[0][:160]
+        what = f"another process of this DDP run stopped ({detail})"
+    return f"{what}; all its processes stopped; {continue_with()}"
+
+
+def peer_stopped_exit_code() -> int:
+    """Exit 2 after a process that stopped on bad input (its own line said which); else EXIT_PEER_STOPPED."""
+    return 2 if PEERS.dead is not None and PEERS.dead[1] == 2 else EXIT_PEER_STOPPED

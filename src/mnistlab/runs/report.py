@@ -1,6 +1,7 @@
 """A run at a glance: <run>/report.png (learning curves, learning rate, confusion matrix, per-class accuracy,
 the most confident mistakes) and <run>/report.md (final metrics, overrides, per-class accuracy, the most
-confused pairs).
+confused pairs), classes by their data set's names; and <run>/test_predictions.csv, the true and predicted class
+of every test image (python compare.py A B: McNemar's test).
 
     python -m mnistlab.runs.report <run dir> [--data-dir DIR]
 
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 from mnistlab.cli import ArgumentParser
 from mnistlab.errors import UserError
 
-PICTURE, MARKDOWN = "report.png", "report.md"
+PICTURE, MARKDOWN, PREDICTIONS = "report.png", "report.md", "test_predictions.csv"
 SHOWN_MISTAKES = 25  # a 5 x 5 grid
 FINAL_METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss", "step")
 CURVES = {
@@ -57,7 +58,32 @@ def plot_learning_rate(ax, curves: dict) -> None:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
 
 
-def plot_confusion(ax, predictions) -> None:
+def class_names(run_dir: Path, classes: int) -> List[str]:
+    """The names of the run's data set's classes (data.dataset in its saved config), else their numbers."""
+    from mnistlab.data.datasets import DATASETS
+    from mnistlab.errors import ReceivedFileError
+    from mnistlab.received.yaml_file import read_yaml
+
+    numbers = [str(c) for c in range(classes)]
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        data = read_yaml(path, dict).get("data") if path.exists() else None
+    except ReceivedFileError:
+        return numbers  # the report is still worth having
+    dataset = DATASETS.get(data.get("dataset", "mnist")) if isinstance(data, dict) else None
+    return list(dataset.classes) if dataset is not None and len(dataset.classes) == classes else numbers
+
+
+def tick_labels(ax, axis: str, names: List[str]) -> None:
+    """Class names on an axis; turned when they are words."""
+    words = max(map(len, names)) > 2
+    if axis == "x":
+        ax.set_xticks(range(len(names)), names, rotation=40 if words else 0, ha="right" if words else "center")
+    else:
+        ax.set_yticks(range(len(names)), names)
+
+
+def plot_confusion(ax, predictions, names: List[str]) -> None:
     """Counts in every non-empty cell; colour on a log scale, so that a few mistakes still show."""
     import numpy as np
 
@@ -75,17 +101,12 @@ def plot_confusion(ax, predictions) -> None:
                 fontsize=7.5,
                 color="white" if shade[true, predicted] > 0.6 * shade.max() else "black",
             )
-    ticks = range(predictions.classes)
-    ax.set(
-        xticks=ticks,
-        yticks=ticks,
-        xlabel="predicted",
-        ylabel="true",
-        title=f"confusion matrix ({len(predictions.labels)} images)",
-    )
+    tick_labels(ax, "x", names)
+    tick_labels(ax, "y", names)
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix ({len(predictions.labels)} images)")
 
 
-def plot_per_class(ax, predictions) -> None:
+def plot_per_class(ax, predictions, names: List[str]) -> None:
     classes, accuracies = zip(*((c, correct / max(total, 1)) for c, correct, total in predictions.per_class()))
     ax.bar(classes, accuracies, color="tab:blue")
     ax.axhline(predictions.accuracy(), color="tab:red", lw=1)
@@ -94,8 +115,8 @@ def plot_per_class(ax, predictions) -> None:
     ax.set_ylim(bottom, 1 + (1 - bottom) * 0.08)  # room for the labels over the bars
     for c, accuracy in zip(classes, accuracies):
         ax.text(c, accuracy, f"{100 * accuracy:.1f}", ha="center", va="bottom", fontsize=7.5)
+    tick_labels(ax, "x", names)
     ax.set(
-        xticks=classes,
         xlabel="class",
         ylabel="accuracy",
         title=f"per-class accuracy (red: all classes, {predictions.accuracy():.4f})",
@@ -128,15 +149,18 @@ def pyplot():
     return plt
 
 
-def save_report_picture(path: Path, title: str, curves: dict, predictions) -> None:
+def save_report_picture(path: Path, title: str, curves: dict, predictions, names: List[str]) -> None:
     plt = pyplot()
-    fig = plt.figure(figsize=(15, 9))
-    grid = fig.add_gridspec(2, 3, left=0.05, right=0.98, top=0.92, bottom=0.06, wspace=0.25, hspace=0.3)
+    words = max(map(len, names)) > 2  # turned class names need room below and beside the matrix
+    fig = plt.figure(figsize=(15, 10 if words else 9))
+    grid = fig.add_gridspec(
+        2, 3, left=0.08 if words else 0.05, right=0.98, top=0.92, bottom=0.13 if words else 0.06, wspace=0.3, hspace=0.3
+    )
     plot_curves(fig.add_subplot(grid[0, 0]), curves, CURVES["loss"], "loss")
     plot_curves(fig.add_subplot(grid[0, 1]), curves, CURVES["accuracy"], "accuracy")
     plot_learning_rate(fig.add_subplot(grid[0, 2]), curves)
-    plot_confusion(fig.add_subplot(grid[1, 0]), predictions)
-    plot_per_class(fig.add_subplot(grid[1, 1]), predictions)
+    plot_confusion(fig.add_subplot(grid[1, 0]), predictions, names)
+    plot_per_class(fig.add_subplot(grid[1, 1]), predictions, names)
     plot_mistakes(fig.add_subplot(grid[1, 2]), predictions)
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=80)
@@ -148,8 +172,9 @@ def save_predictions_picture(path: Path, title: str, predictions) -> None:
     plt = pyplot()
     fig = plt.figure(figsize=(15, 4.8))
     grid = fig.add_gridspec(1, 3, left=0.05, right=0.98, top=0.85, bottom=0.1, wspace=0.25)
-    plot_confusion(fig.add_subplot(grid[0]), predictions)
-    plot_per_class(fig.add_subplot(grid[1]), predictions)
+    names = [str(c) for c in range(predictions.classes)]
+    plot_confusion(fig.add_subplot(grid[0]), predictions, names)
+    plot_per_class(fig.add_subplot(grid[1]), predictions, names)
     plot_mistakes(fig.add_subplot(grid[2]), predictions)
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=80)
@@ -168,7 +193,7 @@ def overrides_of(run_dir: Path) -> Optional[List[str]]:
     return [str(item) for item in read_yaml(path, list)] if path.exists() else None
 
 
-def report_markdown(run_dir: Path, metrics: dict, predictions) -> str:
+def report_markdown(run_dir: Path, metrics: dict, predictions, names: List[str]) -> str:
     shown = [(name, metrics[name]) for name in FINAL_METRICS if isinstance(metrics.get(name), (int, float))]
     lines = [f"# Run {os.path.relpath(run_dir)}", "", f"![report]({PICTURE})", "", "## Final metrics", ""]
     lines += markdown_table(
@@ -180,7 +205,7 @@ def report_markdown(run_dir: Path, metrics: dict, predictions) -> str:
     per_class = predictions.per_class()
     lines += ["", f"## Per-class accuracy (test set, {len(predictions.labels)} images)", ""]
     lines += markdown_table(
-        ["class", *(c for c, _, _ in per_class)],
+        ["class", *(names[c] for c, _, _ in per_class)],
         [
             ["accuracy", *(f"{correct / max(total, 1):.4f}" for _, correct, total in per_class)],
             ["images", *(total for _, _, total in per_class)],
@@ -188,7 +213,7 @@ def report_markdown(run_dir: Path, metrics: dict, predictions) -> str:
     )
     totals = {c: total for c, _, total in per_class}
     confused = [
-        (true, predicted, count, f"{100 * count / totals[true]:.1f}%")
+        (names[true], names[predicted], count, f"{100 * count / totals[true]:.1f}%")
         for true, predicted, count in predictions.most_confused()
     ]
     lines += ["", "## Most confused pairs", ""]
@@ -202,8 +227,18 @@ def write_report(run_dir: Path, predictions, metrics: dict, tested_step: Optiona
     run_dir = Path(run_dir)
     step = tested_step if tested_step is not None else metrics.get("step", "?")
     title = f"{os.path.relpath(run_dir)}: test/acc {predictions.accuracy():.4f}, tested checkpoint of step {step}"
-    save_report_picture(run_dir / PICTURE, title, read_curves(run_dir), predictions)
-    (run_dir / MARKDOWN).write_text(report_markdown(run_dir, metrics, predictions))
+    names = class_names(run_dir, predictions.classes)
+    save_report_picture(run_dir / PICTURE, title, read_curves(run_dir), predictions, names)
+    (run_dir / MARKDOWN).write_text(report_markdown(run_dir, metrics, predictions, names))
+    write_predictions(predictions, run_dir / PREDICTIONS)
+
+
+def write_predictions(predictions, path: Path) -> None:
+    """label,predicted of every test image, in the test set's order (mnistlab.received.predictions reads it)."""
+    from mnistlab.received.predictions import HEADER
+
+    pairs = zip(predictions.labels.tolist(), predictions.predicted.tolist())
+    path.write_text("\n".join([HEADER, *(f"{label},{predicted}" for label, predicted in pairs)]) + "\n")
 
 
 def write_eval_details(predictions, output: Path, title: str) -> List[Path]:

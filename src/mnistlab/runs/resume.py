@@ -15,16 +15,27 @@ from mnistlab.received.checkpoint import ReceivedCheckpoint
 from mnistlab.received.files import refuse_links
 from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 from mnistlab.received.schemas import check_size
-from mnistlab.runs.run_dir import SAVED_CONFIG, run_dir_of, saved_config
+from mnistlab.runs.run_dir import FINAL_METRICS, SAVED_CONFIG, run_dir_of, saved_config
 
 RESUME_KEYS = ("resume", "ckpt_path")
 
 
-def apply_overrides(cfg: DictConfig, overrides: list, groups: set) -> None:
+def original_overrides(run_dir: Path) -> frozenset:
+    """What the run was started with (its .hydra/overrides.yaml, read as data): said again, they change nothing."""
+    from mnistlab.received.yaml_file import read_yaml
+    from mnistlab.sweeps.continuation import job_key
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return job_key(read_yaml(path, list)) if path.is_file() else frozenset()
+
+
+def apply_overrides(cfg: DictConfig, overrides: list, groups: set, original: frozenset = frozenset()) -> None:
+    from mnistlab.sweeps.continuation import job_key
+
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if key in RESUME_KEYS or key.startswith("hydra"):
-            continue
+        if key in RESUME_KEYS or key.startswith("hydra") or job_key([override.input_line]) <= original:
+            continue  # a continued sweep job, or resume=auto, repeats the overrides the run was made with
         if key in groups:
             raise UserError(
                 f"{override.input_line}: a resumed run keeps its config groups; "
@@ -39,6 +50,20 @@ def apply_overrides(cfg: DictConfig, overrides: list, groups: set) -> None:
             OmegaConf.update(cfg, key, override.value(), merge=False, force_add=True)
 
 
+def requeued_sweep_job(cfg: DictConfig) -> bool:
+    """A sweep job that SLURM started again after a requeue (preemption), whose folder holds an unfinished run
+    with a checkpoint: it continues there rather than starting over."""
+    from mnistlab.cli import in_multirun
+    from mnistlab.runs.preemption import is_requeued
+
+    if cfg.get("ckpt_path") is not None or not is_requeued() or not in_multirun():
+        return False
+    from mnistlab.runs.checkpoints import latest_checkpoint
+
+    folder = Path(cfg.paths.output_dir)
+    return not (folder / FINAL_METRICS).exists() and latest_checkpoint(folder) is not None
+
+
 def resumed_config(cfg: DictConfig) -> DictConfig:
     """The config to train with: `cfg` itself, or for a resumed run its saved config and checkpoint.
 
@@ -49,6 +74,9 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         run_dir, ckpt_path = Path(cfg.resume), None  # its newest checkpoint, found below
     elif cfg.ckpt_path is not None and Path(cfg.ckpt_path).is_file() and run_dir_of(cfg.ckpt_path):
         run_dir, ckpt_path = run_dir_of(cfg.ckpt_path), Path(cfg.ckpt_path)
+    elif requeued_sweep_job(cfg):
+        run_dir, ckpt_path = Path(cfg.paths.output_dir), None
+        print(f"requeued SLURM job: continuing its sweep job in {run_dir}", flush=True)
     else:
         return cfg
     refuse_links(run_dir)  # the run's logs, metrics and checkpoints are written there again
@@ -59,10 +87,11 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     hydra = HydraConfig.get()
     trusted = list(cfg.get("trusted_modules") or [])
     paths = OmegaConf.to_container(cfg.paths, resolve=True)  # this command line's: the run folder itself
+    original = original_overrides(run_dir)
 
     def command_line(config: dict) -> dict:
         node = OmegaConf.create(config)
-        apply_overrides(node, list(hydra.overrides.task), set(hydra.runtime.choices))
+        apply_overrides(node, list(hydra.overrides.task), set(hydra.runtime.choices), original)
         return OmegaConf.to_container(node)
 
     resumed = OmegaConf.create(saved_config(run_dir, trusted, paths, for_training=True, overrides=command_line))
@@ -100,13 +129,16 @@ def epochs_processed(checkpoint: ReceivedCheckpoint) -> int:
     return node if isinstance(node, int) and not isinstance(node, bool) and node >= 0 else 0
 
 
-def check_resumable(checkpoint: ReceivedCheckpoint, path, trainer_cfg, model) -> None:
+def check_resumable(checkpoint: ReceivedCheckpoint, path, trainer_cfg, model, untested: bool = False) -> None:
     """Refuse, in one line, a checkpoint that the trainer limits leave nothing to train from, or whose
-    weights do not fit the model the config builds (Lightning would raise deep inside fit)."""
+    weights do not fit the model the config builds (Lightning would raise deep inside fit). `untested`: the
+    run's own checkpoint, the run stopped before its test: with nothing left to train, it is tested."""
     step = checkpoint.global_step
     epochs_done = epochs_processed(checkpoint)
     where = f"{path} stands at step {step} ({epochs_done} epoch{'s' * (epochs_done != 1)} done)"
     max_steps, max_epochs = trainer_cfg.get("max_steps", -1), trainer_cfg.get("max_epochs")
+    if untested:
+        max_steps = max_epochs = None
     if max_steps is not None and 0 < max_steps <= step:
         raise UserError(f"{where}: trainer.max_steps={max_steps} is reached already; raise it above {step} to train on")
     if max_epochs is not None and 0 <= max_epochs <= epochs_done:

@@ -118,9 +118,47 @@ def quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def unfinished_run(argv: List[str]) -> Optional[Path]:
+    """`resume=auto`: the newest run started with this command line's overrides that has not finished (no
+    metrics.json) and has a readable checkpoint: in `hydra.run.dir` if given, else in outputs/<date>/<time>."""
+    from mnistlab.errors import ReceivedFileError
+    from mnistlab.runs.checkpoints import latest_checkpoint  # torch: only for resume=auto
+    from mnistlab.runs.resume import original_overrides
+    from mnistlab.sweeps.continuation import job_key
+
+    wanted = job_key([arg for arg in argv if "=" in arg and not arg.startswith("-")])
+    given = argument(argv, "hydra.run.dir")
+    found = [Path(given)] if given else [path.parents[1] for path in Path("outputs").glob(f"*/*/{SAVED_CONFIG}")]
+    runs = [run for run in found if is_run_dir(run) and not run.is_symlink() and not (run / FINAL_METRICS).exists()]
+    for run in sorted(runs, key=lambda run: run.stat().st_mtime, reverse=True):
+        try:
+            if original_overrides(run) == wanted and latest_checkpoint(run) is not None:
+                return run
+        except ReceivedFileError:  # not a run of ours to continue
+            continue
+    return None
+
+
+def resolve_auto(argv: List[str]) -> List[str]:
+    """`resume=auto`: `resume=<that run>` when there is one to continue, else a new run; said on the console."""
+    if argument(argv, "resume") != "auto":
+        return argv
+    rest = [arg for arg in argv if not arg.startswith("resume=")]
+    if "-m" in argv or "--multirun" in argv:
+        print("resume=auto: a sweep continues in its own folder (hydra.sweep.dir=<that folder>)", flush=True)
+        return rest + ["resume=null"]
+    run = unfinished_run(rest)
+    if run is None:
+        print("resume=auto: no unfinished run of this configuration with a checkpoint: starting a new run", flush=True)
+        return rest + ["resume=null"]
+    print(f"resume=auto: continuing the unfinished run {run}", flush=True)
+    return rest + [f"resume={quoted(str(run))}"]
+
+
 def continue_in_run_dir(argv: List[str]) -> List[str]:
     """`resume=<run dir>` or `ckpt_path=<run dir>/checkpoints/<file>`: make Hydra run in that
     directory again, without overwriting its saved config (train() loads that config instead)."""
+    argv = resolve_auto(argv)
     resume, ckpt_path = argument(argv, "resume"), argument(argv, "ckpt_path")
     if resume in (None, "null") and ckpt_path in (None, "null"):
         return argv

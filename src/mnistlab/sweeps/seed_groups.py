@@ -1,18 +1,20 @@
-"""Runs that differ only by `seed`, as one row with mean ± std and n: the tables of compare.py and of
-every sweep's summary. Works on mnistlab.sweeps.summary.Job records (name, status, overrides, metrics, seconds)."""
+"""Runs that differ only by `seed` or by cross-validation fold (`data.fold`), as one row with mean ± std and n:
+the tables of compare.py and of every sweep's summary. Works on mnistlab.sweeps.summary.Job records (name,
+status, overrides, metrics, seconds)."""
 
 import math
 import statistics
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-SEED = "seed"
+SEED, FOLD = "seed", "data.fold"
+REPLICATES = (SEED, FOLD)  # repetitions of one configuration: a row of their mean ± std
 STEPS = "step"
 
 
 @dataclass
 class Group:
-    settings: dict  # the overrides that set this group apart (seed never does)
+    settings: dict  # the overrides that set this group apart (seed and fold never do)
     jobs: list
 
     def values(self, name: str) -> List[float]:
@@ -27,10 +29,11 @@ class Group:
 
 
 def group_jobs(jobs: list, keys: List[str]) -> List[Group]:
-    """Jobs with the same value of every key but the seed (unset counts as a value), in order of appearance."""
+    """Jobs with the same value of every key but the seed and fold (unset counts as a value), in order of
+    appearance."""
     groups: dict = {}
     for job in jobs:
-        settings = {key: job.overrides.get(key, "") for key in keys if key != SEED}
+        settings = {key: job.overrides.get(key, "") for key in keys if key not in REPLICATES}
         groups.setdefault(tuple(settings.items()), Group(settings, [])).jobs.append(job)
     return list(groups.values())
 
@@ -57,7 +60,7 @@ def job_names(group: Group) -> str:
 def markdown_rows(groups: List[Group], keys: List[str], metrics: List[str]) -> List[dict]:
     rows = []
     for group in groups:
-        row = {key: group.settings[key] for key in keys if key != SEED}
+        row = {key: group.settings[key] for key in keys if key not in REPLICATES}
         row["n"] = str(group.finished())
         row.update({metric: describe(group.values(metric), 4) for metric in metrics})
         row["steps"] = describe(group.values(STEPS), 0)
@@ -75,7 +78,7 @@ def csv_rows(groups: List[Group], keys: List[str], metrics: List[str]) -> List[d
 
     rows = []
     for group in groups:
-        row = {key: group.settings[key] for key in keys if key != SEED}
+        row = {key: group.settings[key] for key in keys if key not in REPLICATES}
         row["n"] = group.finished()
         for name, values in [
             *((metric, group.values(metric)) for metric in metrics),
@@ -101,16 +104,15 @@ def sort_groups(groups: List[Group], metric: str, direction: str = "maximize") -
 
 
 def seed_table(jobs: list, keys: List[str], metrics: List[str], direction: str) -> str:
-    """A sweep summary's closing table: mean ± std over seeds, when jobs differ only by seed; else ''."""
+    """A sweep summary's closing table: mean ± std over seeds and folds, when jobs differ only by those; else ''."""
     from mnistlab.sweeps.summary import markdown
 
     groups = group_jobs(jobs, keys)
-    if SEED not in keys or len(groups) == len(jobs):
+    if not set(REPLICATES) & set(keys) or len(groups) == len(jobs):
         return ""
-    params = [key for key in keys if key != SEED]
+    params = [key for key in keys if key not in REPLICATES]
     rows = markdown_rows(sort_groups(groups, metrics[0], direction), params, metrics)
     return (
-        "\nOver seeds (jobs that differ only by seed: mean ± sample std of the n finished ones)\n\n"
-        + markdown(rows, params)
-        + "\n"
+        "\nOver seeds and folds (jobs that differ only by seed or data.fold: mean ± sample std of the n finished "
+        "ones)\n\n" + markdown(rows, params) + "\n"
     )

@@ -1,7 +1,9 @@
 """Summary of a sweep: one row per job (CSV, and Markdown on the console) and a plot of the metric
-against each swept parameter.
+against each swept parameter; below the table, what mattered (mnistlab.sweeps.insights).
 
     python -m mnistlab.sweeps.summary <sweep dir> [--metric val/acc] [--direction maximize]
+    python -m mnistlab.sweeps.summary <sweep dir> --metric val/acc --metric model/parameters \
+        --direction maximize --direction minimize      # several objectives: their Pareto front
 
 Every multirun ends with it (mnistlab.sweeps.callback); run it by hand to rebuild the files of any past sweep.
 """
@@ -12,11 +14,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from mnistlab.cli import ArgumentParser
 from mnistlab.errors import UserError
 from mnistlab.received.records import STATUSES  # unfinished: no record, e.g. the sweep was killed
+from mnistlab.sweeps.continuation import job_folders
+from mnistlab.sweeps.insights import insights
+from mnistlab.sweeps.objectives import Objectives, as_list, shown_value
 from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, read_record
 from mnistlab.sweeps.seed_groups import seed_table
 
@@ -50,10 +55,9 @@ class Job:
 
 
 def find_jobs(sweep_dir: Path) -> List[Job]:
-    job_dirs = {path.parent.parent for path in sweep_dir.glob("**/.hydra/overrides.yaml")}
-    job_dirs |= {path.parent for path in sweep_dir.glob(f"**/{RECORD}")}
+    """Every job of the sweep (earlier tries of jobs run again, in .attempts/, left out)."""
     jobs = []
-    for job_dir in sorted(job_dirs, key=lambda d: natural(str(d.relative_to(sweep_dir)))):
+    for job_dir in sorted(job_folders(sweep_dir), key=lambda d: natural(str(d.relative_to(sweep_dir)))):
         record = read_record(job_dir)
         jobs.append(
             Job(
@@ -98,18 +102,19 @@ def short(value: str) -> str:
     return f"{number:.4g}" if "." in value or "e" in value.lower() else value
 
 
-def columns(metric: str) -> List[str]:
-    return list(dict.fromkeys([metric, *REPORTED]))
+def columns(metric: str, *more: str) -> List[str]:
+    """The metrics shown: the optimised one(s), then val/acc and test/acc."""
+    return list(dict.fromkeys([metric, *more, *REPORTED]))
 
 
-def table_rows(jobs: List[Job], params: List[str], metric: str) -> List[dict]:
+def table_rows(jobs: List[Job], params: List[str], metric: str, *more: str) -> List[dict]:
     rows = []
     for job in jobs:
         row = {"job": job.name, "status": job.status}
         row.update({key: job.overrides.get(key, "") for key in params})
-        for name in columns(metric):
+        for name in columns(metric, *more):
             value = finite(job.metrics.get(name))
-            row[name] = "" if value is None else f"{value:.4f}"
+            row[name] = "" if value is None else shown_value(value)
         row["time (s)"] = "" if job.seconds is None else f"{job.seconds:.1f}"
         row["error"] = job.error or ""
         rows.append(row)
@@ -253,20 +258,29 @@ def sweep_settings(sweep_dir: Path) -> tuple:
     sweeper = hydra.get("sweeper") if isinstance(hydra, dict) else None
     sweeper = sweeper if isinstance(sweeper, dict) else {}
     metric, direction = sweeper.get("metric"), sweeper.get("direction")
+    if isinstance(metric, list):  # several objectives: kept if they make sense
+        try:
+            objectives = Objectives.of(metric, direction)
+        except UserError:
+            return "val/acc", "maximize"
+        if not any("${" in name for name in objectives.metrics):
+            return list(objectives.metrics), list(objectives.directions)
     return (
         metric if isinstance(metric, str) and "${" not in metric else "val/acc",
         direction if direction in ("maximize", "minimize") else "maximize",
     )
 
 
-def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional[str] = None) -> List[dict]:
-    """Writes summary.csv, summary.md and summary.png in the sweep folder, prints the table; returns its rows."""
+def summarize(sweep_dir: Path, metric: Any = None, direction: Any = None) -> List[dict]:
+    """Writes summary.csv, summary.md and summary.png (and the plots of mnistlab.sweeps.insights) in the sweep
+    folder, prints the table; returns its rows. metric and direction may be lists: several objectives."""
     if not sweep_dir.is_dir():
         raise UserError(f"no sweep folder {sweep_dir}")
     default_metric, default_direction = sweep_settings(sweep_dir)
-    metric, direction = metric or default_metric, direction or default_direction
-    if direction not in ("maximize", "minimize"):
-        raise UserError(f"direction must be maximize or minimize, got {direction!r}")
+    if metric and not direction and len(as_list(metric)) != len(as_list(default_direction)):
+        default_direction = "maximize"  # the sweep's directions were for its own metrics
+    objectives = Objectives.of(metric or default_metric, direction or default_direction, prefix="")
+    metric, direction = objectives.metrics[0], objectives.directions[0]  # the table's order, summary.png's axis
     from mnistlab.received.files import refuse_links
 
     refuse_links(sweep_dir)  # summary.csv, .md and .png are written there
@@ -277,7 +291,7 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
     params = swept_keys(jobs)
     fixed = {key: value for key, value in jobs[0].overrides.items() if key not in params}
     ordered = sort_jobs(jobs, metric, direction)
-    rows = table_rows(ordered, params, metric)
+    rows = table_rows(ordered, params, *objectives.metrics)
     with open(sweep_dir / CSV_FILE, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*rows[0], "overrides"])
         writer.writeheader()
@@ -294,7 +308,8 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
         + "\n"
     )
     over_seeds = seed_table(jobs, params, columns(metric), direction)  # '' unless jobs differ only by seed
-    (sweep_dir / MARKDOWN_FILE).write_text(header + markdown(rows, params) + "\n" + over_seeds)
+    extra, pictures = insights(jobs, params, objectives, sweep_dir)  # importances, Pareto front, their plots
+    (sweep_dir / MARKDOWN_FILE).write_text(header + markdown(rows, params) + "\n" + over_seeds + extra)
     plotted = plot(jobs, params, metric, direction, sweep_dir.name, sweep_dir / PLOT_FILE)
     more = len(rows) - CONSOLE_ROWS
     print(
@@ -304,8 +319,9 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
         + (f"\n... {more} more rows in {MARKDOWN_FILE}" if more > 0 else "")
         + "\n"
         + over_seeds
+        + extra
     )
-    written = [CSV_FILE, MARKDOWN_FILE] + ([PLOT_FILE] if plotted else [])
+    written = [CSV_FILE, MARKDOWN_FILE] + ([PLOT_FILE] if plotted else []) + pictures
     print(
         f"summary written to {sweep_dir}/: {', '.join(written)}"
         + ("" if plotted else f" (no plot: no job has {metric})"),
@@ -317,8 +333,18 @@ def summarize(sweep_dir: Path, metric: Optional[str] = None, direction: Optional
 def main(argv: Optional[list] = None) -> None:
     parser = ArgumentParser(prog="python -m mnistlab.sweeps.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. outputs/multirun/2026-01-01/12-00-00")
-    parser.add_argument("--metric", help="sort and plot by this metric (default: the sweep's own, else val/acc)")
-    parser.add_argument("--direction", choices=["maximize", "minimize"], help="default: the sweep's own, else maximize")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        help="sort and plot by this metric (default: the sweep's own, else val/acc); given again: one more "
+        "objective, and the summary shows their Pareto front",
+    )
+    parser.add_argument(
+        "--direction",
+        action="append",
+        choices=["maximize", "minimize"],
+        help="default: the sweep's own, else maximize; one per --metric, or one for all",
+    )
     args = parser.parse_args(argv)
     summarize(args.sweep_dir, args.metric, args.direction)
 

@@ -1,24 +1,29 @@
 """Compare runs from any commands: one table with the overrides that differ, val/acc, test/acc, steps and
-time; runs that differ only by `seed` are one row with mean ± std and n.
+time; runs that differ only by `seed` or by cross-validation fold (`data.fold`) are one row with mean ± std and n.
 
     python compare.py <run or sweep dir> ... [--out DIR]
+    python compare.py A B
 
 Markdown goes to the console; --out DIR also writes compare.csv and compare.png (val/acc against step,
-one colour per row).
+one colour per row). Given two paths, each a run or the runs of one configuration (a sweep over seeds or folds),
+it then tells whether their test/acc differs: the difference A − B, its 95% confidence interval and p-value
+(mnistlab.tools.significance), and which is better or that the data cannot tell.
 """
 
 import csv
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mnistlab.cli import ArgumentParser
 from mnistlab.errors import UserError
 from mnistlab.sweeps.records import RECORD, read_record
-from mnistlab.sweeps.seed_groups import SEED, csv_rows, group_jobs, markdown_rows, sort_groups
+from mnistlab.sweeps.seed_groups import REPLICATES, SEED, csv_rows, describe, group_jobs, markdown_rows, sort_groups
 from mnistlab.sweeps.summary import Job, markdown, natural, parse_overrides, swept_keys
 
 METRICS = ["val/acc", "test/acc"]
+TESTED = "test/acc"  # the metric that compare.py A B tests
+PAIRED_BY = (SEED, "data.folds", "data.fold", "data.split_seed")  # runs with the same values of these pair up
 CSV_FILE, PLOT_FILE = "compare.csv", "compare.png"
 
 
@@ -98,10 +103,10 @@ def compare(paths: List[Path], out: Optional[Path] = None) -> List[dict]:
     jobs = [load_job(run_dir) for run_dir in found]
     keys = swept_keys(jobs)
     groups = sort_groups(group_jobs(jobs, keys), METRICS[0])
-    params = [key for key in keys if key != SEED]
+    params = [key for key in keys if key not in REPLICATES]
     rows = markdown_rows(groups, params, METRICS)
     same = {key: value for key, value in jobs[0].overrides.items() if key not in keys}
-    print(f"{len(jobs)} runs; those that differ only by seed share a row: mean ± sample std over n")
+    print(f"{len(jobs)} runs; those that differ only by seed or data.fold share a row: mean ± sample std over n")
     if same:
         print(f"Same in every run: {' '.join(f'{k}={v}' for k, v in same.items())}")
     print("\n" + markdown(rows, params) + "\n")
@@ -110,7 +115,93 @@ def compare(paths: List[Path], out: Optional[Path] = None) -> List[dict]:
         write_csv(csv_rows(groups, params, METRICS), out / CSV_FILE)
         plot(groups, out / PLOT_FILE)
         print(f"written to {out}/: {CSV_FILE}, {PLOT_FILE}")
+    if len(paths) == 2:
+        print("\n".join(against(*paths)[1]))
     return rows
+
+
+def side(path: Path) -> List[Job]:
+    """The finished runs under path that have the tested metric."""
+    return [job for job in (load_job(run_dir.resolve()) for run_dir in run_dirs(path)) if job.value(TESTED) is not None]
+
+
+def configurations(jobs: List[Job]) -> List[str]:
+    """The overrides that split these runs into more than one configuration (seeds and folds do not)."""
+    return [key for key in swept_keys(jobs) if key not in REPLICATES]
+
+
+def pair_key(job: Job) -> tuple:
+    return tuple(job.overrides.get(key, "") for key in PAIRED_BY)
+
+
+def by_pair(jobs: List[Job]) -> Optional[Dict[tuple, float]]:
+    """Each run's metric by its seed and fold; None when two runs share them."""
+    values = {pair_key(job): job.value(TESTED) for job in jobs}
+    return values if len(values) == len(jobs) else None
+
+
+def disagreements(a: Job, b: Job) -> Tuple[Optional[tuple], str]:
+    """(right by A only, right by B only, images) from the two runs' recorded test predictions, or why not."""
+    from mnistlab.received.predictions import read_predictions
+    from mnistlab.runs.report import PREDICTIONS
+
+    files = [Path(job.name) / PREDICTIONS for job in (a, b)]
+    if not all(path.exists() for path in files):
+        lacking = " and ".join(job.name for job, path in zip((a, b), files) if not path.exists())
+        return None, (
+            f"{lacking} kept no {PREDICTIONS} (run with report=false, or before it existed; "
+            "python -m mnistlab.runs.report <run> writes it)"
+        )
+    (labels_a, predicted_a), (labels_b, predicted_b) = (read_predictions(path) for path in files)
+    if len(labels_a) != len(labels_b) or (labels_a != labels_b).any():
+        return None, "the two runs were tested on different test sets"
+    right_a, right_b = predicted_a == labels_a, predicted_b == labels_b
+    return (int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum()), len(labels_a)), ""
+
+
+def test_of(jobs_a: List[Job], jobs_b: List[Job]):
+    """The Difference of A and B by the test their runs allow, or the reason there is none."""
+    from mnistlab.tools.significance import mcnemar, paired, welch
+
+    if len(jobs_a) == 1 and len(jobs_b) == 1:
+        counts, why = disagreements(jobs_a[0], jobs_b[0])
+        return (mcnemar(*counts), "") if counts else (None, f"no McNemar test: {why}")
+    pairs_a, pairs_b = by_pair(jobs_a), by_pair(jobs_b)
+    if pairs_a is not None and pairs_b is not None and pairs_a.keys() == pairs_b.keys():
+        keys = list(pairs_a)
+        difference = paired([pairs_a[key] for key in keys], [pairs_b[key] for key in keys])
+        difference.test += " of the same seed and fold"
+        return difference, ""
+    if len(jobs_a) >= 2 and len(jobs_b) >= 2:
+        return welch([job.value(TESTED) for job in jobs_a], [job.value(TESTED) for job in jobs_b]), ""
+    return None, (
+        f"no test: A has {len(jobs_a)} finished run(s) and B {len(jobs_b)}; give each side two runs or more "
+        "(seeds or folds), or one run each (McNemar's test on their test predictions)"
+    )
+
+
+def against(path_a: Path, path_b: Path):
+    """(the Difference or None, the lines to print) of A's test/acc against B's."""
+    from mnistlab.tools.significance import numbers, verdict
+
+    jobs = {"A": side(path_a), "B": side(path_b)}
+    lines = [f"{TESTED} of A against B:"]
+    for name, path in (("A", path_a), ("B", path_b)):
+        values = [job.value(TESTED) for job in jobs[name]]
+        lines.append(f"  {name}: {os.path.relpath(path)}: {describe(values, 4) or 'no finished run'} (n={len(values)})")
+    if {job.name for job in jobs["A"]} & {job.name for job in jobs["B"]}:
+        return None, lines + ["  no test: A and B share runs"]
+    for name in ("A", "B"):
+        split = configurations(jobs[name])
+        if split:
+            return None, lines + [
+                f"  no test: {name} holds runs of more than one configuration (they differ in {', '.join(split)}); "
+                "name one run, or the runs of one configuration, on each side"
+            ]
+    difference, why = test_of(jobs["A"], jobs["B"])
+    if difference is None:
+        return None, lines + [f"  {why}"]
+    return difference, lines + [f"  {numbers(difference)}", f"  {verdict(difference, metric=TESTED)}"]
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import Metric
 
 from mnistlab.data.batches import TensorBatches
@@ -17,7 +18,46 @@ def is_tensors(value) -> bool:
 
 
 def copied(value):
-    return [item.detach().clone() for item in value] if isinstance(value, list) else value.detach().clone()
+    """A metric state's copy on the CPU (gathered from every process under DDP)."""
+    return [item.detach().cpu().clone() for item in value] if isinstance(value, list) else value.detach().cpu().clone()
+
+
+MAX_CALLBACK_METRICS, MAX_METRIC_NAME = 1000, 200
+
+
+def callback_metrics_of(trainer) -> dict:
+    """The values the callbacks see (the newest of each logged name) as plain floats."""
+    return {
+        name: float(value)
+        for name, value in trainer.callback_metrics.items()
+        if isinstance(value, torch.Tensor) and value.numel() == 1
+    }
+
+
+def checked_callback_metrics(saved, path) -> dict:
+    """A checkpoint's callback_metrics: names and numbers only (the file is data), within bounds."""
+    if saved is None:
+        return {}
+    fine = (
+        isinstance(saved, dict)
+        and len(saved) <= MAX_CALLBACK_METRICS
+        and all(isinstance(name, str) and len(name) <= MAX_METRIC_NAME for name in saved)
+        and all(isinstance(value, float) for value in saved.values())
+    )
+    if not fine:
+        raise CheckpointError(f"{path}: its resume_state.callback_metrics is not a table of names and numbers")
+    return saved
+
+
+def every_process(trainer, own: dict) -> list:
+    """`own` of every process of the run, in rank order (a collective: every process saves the checkpoint)."""
+    if trainer.world_size == 1:
+        return [own]
+    import torch.distributed
+
+    gathered = [None] * trainer.world_size
+    torch.distributed.all_gather_object(gathered, own)
+    return gathered
 
 
 class ResumeState(Callback):
@@ -29,6 +69,17 @@ class ResumeState(Callback):
     uninterrupted run. Lightning 2.6 also saves the batches' state_dict, but never loads it back
     when configure_optimizers asked for trainer.estimated_stepping_batches (Lightning issue #20550),
     so it is restored here; loading it twice does no harm.
+
+    It also saves the values the callbacks saw (trainer.callback_metrics: the last validation's val/acc, ...):
+    a resumed run's ModelCheckpoint then judges its next saves as the run never stopped would, and a run that
+    had finished training when it stopped (killed during its test) reports the same final metrics.
+
+    Under DDP each process has its own random state and its own part of the epoch's sums (those of its
+    metrics, and what the LightningModule's on_save_checkpoint adds: the Classifier's train_totals), while
+    only rank 0's checkpoint dict is written. So every process's are gathered into `ranks`, and a run resumed
+    with as many processes gives each its own back: its epoch's train/* averages are those of a run never
+    stopped. Resumed with another number of processes, process r takes saved process r's part, if any (a
+    warning says what the epoch's averages leave out); the top-level entries are rank 0's, as before.
     """
 
     def __init__(self):
@@ -46,10 +97,10 @@ class ResumeState(Callback):
         # After an epoch's last batch Lightning resumes with the next epoch: nothing of this one is kept.
         mid_epoch = stateful and 0 < batches.batches_done < len(batches)
         metrics = self.training_metrics(trainer, pl_module) if mid_epoch else {}
-        checkpoint["resume_state"] = {
-            "batches": batches.state_dict() if stateful else None,
+        own = {
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "callback_metrics": callback_metrics_of(trainer),
             "metrics": {
                 name: {
                     "state": {key: copied(value) for key, value in metric.metric_state.items()},
@@ -58,13 +109,53 @@ class ResumeState(Callback):
                 for name, metric in metrics.items()
             },
         }
+        module = {}
+        pl_module.on_save_checkpoint(module)  # what the module adds to this checkpoint, as this process has it
+        ranks = every_process(trainer, {**own, "module": module})
+        checkpoint["resume_state"] = {"batches": batches.state_dict() if stateful else None, **own, "ranks": ranks}
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         self.loaded = checkpoint.get("resume_state")  # applied when training starts, after all restoring
+        ranks = self.loaded.get("ranks") if isinstance(self.loaded, dict) else None
+        if ranks is None:  # saved before every process's part was kept: rank 0's for all
+            return
+        if not isinstance(ranks, list) or not ranks or not all(isinstance(part, dict) for part in ranks):
+            raise CheckpointError(f"{trainer.ckpt_path}: its resume_state.ranks is not a list of dicts; not resumed")
+        rank, processes = trainer.global_rank, trainer.world_size
+        mid_epoch = any(part.get("metrics") or part.get("module") for part in ranks)
+        if len(ranks) != processes and mid_epoch:
+            gone = f"; its train/* averages leave out what processes {processes} to {len(ranks) - 1} trained in it"
+            left_out = gone if len(ranks) > processes else ""
+            rank_zero_warn(
+                f"resumed with {processes} processes from a checkpoint saved in mid-epoch by {len(ranks)}: the "
+                f"rest of that epoch has other batches than it would have had{left_out}"
+            )
+        own = ranks[rank] if rank < len(ranks) else {"metrics": {}, "module": {}}
+        self.loaded = {
+            **self.loaded,
+            **{key: own[key] for key in ("torch_rng", "cuda_rng", "metrics", "callback_metrics") if key in own},
+        }
+        saved = ranks[0].get("module")
+        mine = own.get("module") or {}
+        if isinstance(saved, dict) and isinstance(mine, dict) and saved and rank != 0:
+            # the module reads its part (checkpoint["train_totals"]) again: this process's, or none
+            view = {key: value for key, value in checkpoint.items() if key not in saved}
+            view.update({key: value for key, value in mine.items() if isinstance(key, str) and key in saved})
+            pl_module.on_load_checkpoint(view)
+
+    def restore_callback_metrics(self, trainer) -> None:
+        saved = checked_callback_metrics(self.loaded.get("callback_metrics"), trainer.ckpt_path)
+        trainer.callback_metrics.update({name: torch.tensor(value) for name, value in saved.items()})
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.loaded is not None:  # nothing was left to train (stopped during its test): the values it saw
+            self.restore_callback_metrics(trainer)
+            self.loaded = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.loaded is None:
             return
+        self.restore_callback_metrics(trainer)
         modules = dict(pl_module.named_modules())
         for name, saved in self.loaded["metrics"].items():
             metric = modules.get(name)

@@ -26,12 +26,14 @@ def build_all(cfg: DictConfig, target_key: str) -> list:
 
 
 def stopped(signum: int, what: str, cfg: DictConfig) -> None:
-    """Ctrl-C or SIGTERM: say how to continue, exit 128 + signal number as a shell would."""
+    """Ctrl-C or SIGTERM: say how to continue; SLURM's warning before the time limit: requeue the job. Exit
+    128 + signal number as a shell would."""
+    from mnistlab.callbacks.interrupt import PREEMPTION
+    from mnistlab.runs.preemption import requeue
+
     run_dir = os.path.relpath(cfg.paths.output_dir)
-    print(
-        f"\nstopped by {signal.Signals(signum).name}: {what}\ncontinue with: python train.py resume={run_dir}",
-        file=sys.stderr,
-    )
+    then = requeue(run_dir) if signum in PREEMPTION else f"continue with: python train.py resume={run_dir}"
+    print(f"\nstopped by {signal.Signals(signum).name}: {what}\n{then}", file=sys.stderr)
     raise SystemExit(128 + signum)
 
 
@@ -59,7 +61,6 @@ def build(cfg: DictConfig) -> tuple:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
 
-    from mnistlab.callbacks.csv_logger import CSVLogger
     from mnistlab.callbacks.interrupt import SaveOnInterrupt
     from mnistlab.callbacks.progress import drop_advertising
     from mnistlab.callbacks.validate_at_stop import ValidateAtStop
@@ -88,14 +89,15 @@ def build(cfg: DictConfig) -> tuple:
     prepared = {}  # what Lightning's fit restores from, read and sanitised at the boundary
     if cfg.ckpt_path is not None:  # refuses an unsafe, spent or unfitting file with a clear message before Lightning
         checkpoint = read_checkpoint(cfg.ckpt_path, trusted, cfg.get("max_parameters"))
-        check_resumable(checkpoint, cfg.ckpt_path, cfg.trainer, model)
         own_run = Path(cfg.paths.output_dir) if is_own_checkpoint(cfg) else None  # else no callback state
+        untested = own_run is not None and not (own_run / "metrics.json").exists()  # e.g. killed during its test
+        check_resumable(checkpoint, cfg.ckpt_path, cfg.trainer, model, untested)
         prepared[str(cfg.ckpt_path)] = lightning_state(checkpoint, own_run)
         log.info("resuming from %s", cfg.ckpt_path)
     log.info(f"torch CPU threads: {torch.get_num_threads()}")  # after the checks: a refused resume adds no line
     loggers = build_all(cfg, "logger")
-    for logger in loggers:
-        if cfg.ckpt_path is not None and isinstance(logger, CSVLogger):
+    for logger in loggers:  # ours continue a resumed run's logs (mnistlab.callbacks.csv_logger, trackers)
+        if cfg.ckpt_path is not None and hasattr(logger, "resume_step"):
             logger.resume_step = checkpoint.global_step
     callbacks = build_all(cfg, "callbacks") + [
         ResumeState(),
@@ -142,7 +144,16 @@ def train(cfg: DictConfig) -> dict:
     except Interrupted as stop:
         stopped(stop.signum, f"checkpoint of step {stop.step} saved in {os.path.relpath(stop.path)}", cfg)
     except Exception as err:
-        if cfg.ckpt_path is None or isinstance(err, UserError) or trainer.global_step > start_step:
+        from mnistlab.runs.disk_full import disk_full_error
+
+        full = disk_full_error(err, cfg.paths.output_dir, trainer.global_step)
+        if full is not None:  # before the checks below: a full disk is never the restored checkpoint's fault
+            raise full from None
+        from mnistlab.runs.distributed import is_peer_failure
+
+        if cfg.ckpt_path is None or isinstance(err, UserError) or is_peer_failure(err):
+            raise
+        if trainer.global_step > start_step:  # the run trained on: not the restored state's fault
             raise
         # Failing before a step of its own, the run failed on the state it restored: the file's fault, in one line
         raise CheckpointError(
@@ -165,6 +176,7 @@ def train(cfg: DictConfig) -> dict:
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
     metrics["step"] = trainer.global_step
+    metrics["model/parameters"] = sum(p.numel() for p in model.net.parameters() if p.requires_grad)  # a trade-off axis
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)
