@@ -165,3 +165,24 @@ def test_when_rank_zero_is_killed_the_other_process_says_so_and_exits(mnist_dir,
     assert seconds < 60 and not processes_of(run_dir)
     code, stdout, stderr = resume(run_dir)
     assert code == 0 and "test/acc" in stdout, stderr[-3000:]
+
+
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step(mnist_dir, tmp_path):
+    """SIGTERM to process 1 only (as `kill` of one task, or a preemption warning reaching one process): the
+    processes agree at the next batch's end, all save interrupted.ckpt at the same step and stop; resume= ends
+    the run. Without the agreement process 1 would save alone and wait for process 0 in the save."""
+    run_dir = tmp_path / "run"
+    terminate = [
+        "+callbacks.killer._target_=helpers.helper_callbacks.SignalOneProcessAtStep",
+        f"+callbacks.killer.step={KILL_AT}",
+        f"+callbacks.killer.signum={int(signal.SIGTERM)}",
+        "+callbacks.killer.rank=1",
+    ]
+    code, _, stderr = finish(start(*overrides(mnist_dir, run_dir), *terminate), timeout=240)
+    assert code == 128 + signal.SIGTERM, stderr[-3000:]
+    assert f"stopped by SIGTERM: checkpoint of step {KILL_AT + 1} saved" in stderr
+    assert "Traceback" not in stderr and not processes_of(run_dir)
+    code, stdout, stderr = resume(run_dir)
+    assert code == 0, stderr[-3000:]
+    resumed_from = [line for line in (run_dir / "train.log").read_text().splitlines() if "resuming from" in line]
+    assert resumed_from[-1].endswith("interrupted.ckpt")

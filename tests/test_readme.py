@@ -66,8 +66,11 @@ def workspace(mnist_dir, tmp_path_factory) -> dict:
         "outputs/multirun/<date>/<time>": root / "runs",  # compare.py: a folder of runs, as a sweep's is
         "outputs/<date>/<time>": root / "runs" / "first",
         "<your MNIST folder>": mnist_dir,
+        "<run or sweep A>": root / "runs" / "first",
+        "<run or sweep B>": root / "runs" / "second",
     }
     train_as_written(substitute(FIRST_TRAIN[2:], places), mnist_dir, root / "runs" / "first")
+    train_as_written(["seed=1"], mnist_dir, root / "runs" / "second")  # compare.py A B
     (root / "scans").mkdir()
     for digit in range(3):
         pixels = np.zeros((28, 28), np.uint8)
@@ -148,7 +151,8 @@ def test_readme_command(tokens, workspace, monkeypatch, tmp_path):
         assert Path(export(compose_tool("export", arguments))["output"]).is_file()
     elif script == "compare.py":
         compare.main(arguments)
-        assert (workspace["root"] / arguments[arguments.index("--out") + 1]).is_dir()
+        if "--out" in arguments:
+            assert (workspace["root"] / arguments[arguments.index("--out") + 1]).is_dir()
     elif script == "mnistlab.runs.report":
         report.main(arguments)
         assert (Path(arguments[0]) / "report.png").is_file()

@@ -427,7 +427,7 @@ def test_resume_state_sets_only_declared_metric_states():
 
     module = torch.nn.Module()
     module.acc = MulticlassAccuracy(10, average="micro")
-    trainer = types.SimpleNamespace(ckpt_path="x.ckpt", train_dataloader=None)
+    trainer = types.SimpleNamespace(ckpt_path="x.ckpt", train_dataloader=None, callback_metrics={})
     saved = {"torch_rng": torch.get_rng_state(), "cuda_rng": [], "batches": None}
     declared = next(iter(module.acc._defaults))
     for metrics in (
@@ -444,3 +444,21 @@ def test_resume_state_sets_only_declared_metric_states():
     callback.loaded = {**saved, "metrics": {"acc": {"state": {declared: torch.tensor(7)}, "updates": 3}}}
     callback.on_train_start(trainer, module)
     assert getattr(module.acc, declared) == 7 and module.acc._update_count == 3
+
+
+def test_resume_state_callback_metrics_are_names_and_numbers():
+    """The values a checkpoint says the callbacks saw are data: a table of short names and floats, bounded."""
+    from mnistlab.training.running_sums import MAX_CALLBACK_METRICS, MAX_METRIC_NAME, checked_callback_metrics
+
+    assert checked_callback_metrics({"val/acc": 0.9}, "x.ckpt") == {"val/acc": 0.9}
+    assert checked_callback_metrics(None, "x.ckpt") == {}
+    for bad in (
+        ["val/acc"],
+        {"val/acc": "0.9"},
+        {"val/acc": torch.tensor(0.9)},
+        {1: 0.9},
+        {"x" * (MAX_METRIC_NAME + 1): 0.9},
+        {f"m{i}": 0.0 for i in range(MAX_CALLBACK_METRICS + 1)},
+    ):
+        with pytest.raises(CheckpointError, match="x.ckpt: its resume_state.callback_metrics is not a table"):
+            checked_callback_metrics(bad, "x.ckpt")

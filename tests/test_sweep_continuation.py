@@ -152,9 +152,10 @@ def test_each_old_job_is_skipped_continued_or_run_again_by_its_overrides(tmp_pat
     sweep_dir = tmp_path / "sweep"
     write_job(sweep_dir, "0", ["optimizer.lr=1e-3", "seed=0"], "ok")
     write_job(sweep_dir, "1", ["optimizer.lr=1e-3", "seed=1"], "pruned")
-    write_job(sweep_dir, "2", ["optimizer.lr=3e-3", "seed=0"], "failed", step=8)  # failed: runs again
+    write_job(sweep_dir, "2", ["optimizer.lr=3e-3", "seed=0"], "failed", step=8)  # e.g. a full disk: continues
     write_job(sweep_dir, "3", ["optimizer.lr=3e-3", "seed=1"], "unfinished", step=16)
     write_job(sweep_dir, "4", ["optimizer.lr=1e-2", "seed=0"], "unfinished")  # killed before a checkpoint
+    write_job(sweep_dir, "5", ["optimizer.lr=1e-2", "seed=1"], "failed")  # e.g. a bad value: nothing to go on
     write_job(sweep_dir, ".attempts/9", ["optimizer.lr=1e-2", "seed=1"], "ok")  # an earlier try: not a job
     jobs = [[f"optimizer.lr={lr}", f"seed={seed}"] for lr in ("0.001", "0.003", "0.01", "0.03") for seed in (0, 1)]
 
@@ -162,24 +163,24 @@ def test_each_old_job_is_skipped_continued_or_run_again_by_its_overrides(tmp_pat
     assert [(job.folder, job.action, job.step) for job in planned] == [
         ("0", "skip", None),
         ("1", "skip", None),  # 1e-3 and 0.001 are one value
-        ("2", "rerun", None),
+        ("2", "continue", 8),
         ("3", "continue", 16),
         ("4", "rerun", None),
-        ("5", "new", None),
+        ("5", "rerun", None),
         ("6", "new", None),
         ("7", "new", None),
     ]
     assert continuation.describe(planned) == [
         "[sweep] 2 skipped, finished already: 0, 1",
-        "[sweep] 1 continued from their newest checkpoint: 3 (from step 16)",
-        "[sweep] 2 run again (failed, or stopped before a checkpoint; the earlier try is in .attempts/): 2, 4",
-        "[sweep] 3 new: 5, 6, 7",
+        "[sweep] 2 continued from their newest checkpoint: 2 (from step 8), 3 (from step 16)",
+        "[sweep] 2 run again, with no checkpoint to continue from (the earlier try is in .attempts/): 4, 5",
+        "[sweep] 2 new: 6, 7",
     ]
     resumed = continuation.launch_overrides(planned[3], sweep_dir)
     assert resumed[:2] == jobs[3] and resumed[2] == "hydra.sweep.subdir='3'"
     assert resumed[3] == f"resume='{(sweep_dir / '3').absolute()}'" and resumed[4] == "hydra.output_subdir=null"
-    assert continuation.set_aside(sweep_dir, "2") == sweep_dir / ".attempts" / "2-1"
-    assert not (sweep_dir / "2").exists() and (sweep_dir / ".attempts" / "2-1" / "job.json").exists()
+    assert continuation.set_aside(sweep_dir, "5") == sweep_dir / ".attempts" / "5-1"
+    assert not (sweep_dir / "5").exists() and (sweep_dir / ".attempts" / "5-1" / "job.json").exists()
     assert continuation.plan(tmp_path / "fresh", jobs[:2])[0].folder is None  # a new sweep: Hydra's own folders
 
 

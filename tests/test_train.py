@@ -91,7 +91,7 @@ def test_divergence_is_caught_between_checks_and_at_the_epoch_end():
 
     from mnistlab.callbacks.divergence import StopOnDivergence, TrainingDiverged
 
-    trainer = SimpleNamespace(global_step=0, current_epoch=0)
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, world_size=1)
     callback = StopOnDivergence(every_n_steps=4)
     for step, loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, float("inf")]):  # steps 0-3 checked, 4-5 not yet
         trainer.global_step = step

@@ -69,8 +69,27 @@ class SaveOnInterrupt(Callback):
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self.previous = {}
 
+    def agreed_signal(self, trainer):
+        """The signal to act on after this batch, if any. Under DDP the signal may reach one process only (or
+        each at another batch): the processes agree, at every batch's end, on the highest signal any of them had,
+        so that all save the same step together (a save waits for every process) and stop. A signal that comes
+        after the agreement counts at the next batch."""
+        if trainer.world_size == 1 or self.saved_step is not None:
+            return self.signum
+        import torch
+
+        mine = torch.tensor(self.signum or 0, device=trainer.strategy.root_device)
+        agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
+        if not agreed:
+            return None
+        if self.signum is None:
+            self.request_stop(agreed, None)
+        return agreed
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signum is not None and self.saved_step is None and not validation_follows(trainer, batch_idx):
+        signum = self.agreed_signal(trainer)
+        if signum is not None and self.saved_step is None and not validation_follows(trainer, batch_idx):
+            self.signum = signum
             trainer.save_checkpoint(self.path, weights_only=False)  # False: the full training state
             self.saved_step = trainer.global_step
 

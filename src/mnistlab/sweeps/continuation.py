@@ -1,10 +1,10 @@
 """A grid sweep run again in its old folder (`hydra.sweep.dir=<old>`): what each planned job does.
 
 Jobs are matched to the old folder's by their overrides (values compared as values: 1e-3 is 0.001). A finished
-job is skipped, an unfinished one continues from its newest readable checkpoint, a failed one (or an unfinished
-one without a checkpoint) runs again with its earlier try set aside in `.attempts/`, and a job the old sweep did
-not have runs in a new numbered folder. The old folder is data: its records are read at the boundary, and the
-folders written or moved are the ones found in it, never names read from its files.
+job is skipped; an unfinished or failed one continues from its newest readable checkpoint (a full disk, a dead DDP
+process, a crash lose nothing), or without one runs again with its earlier try set aside in `.attempts/`; a job
+the old sweep did not have runs in a new numbered folder. The old folder is data: its records are read at the
+boundary, and the folders written or moved are the ones found in it, never names read from its files.
 """
 
 import json
@@ -92,7 +92,7 @@ def plan(sweep_dir: Path, jobs: List[List[str]]) -> List[PlannedJob]:
         if record["status"] in DONE:
             planned.append(PlannedJob(list(job), name, SKIP))
             continue
-        checkpoint = latest_checkpoint(folder) if record["status"] == "unfinished" else None
+        checkpoint = latest_checkpoint(folder)
         if checkpoint is not None:
             planned.append(PlannedJob(list(job), name, CONTINUE, checkpoint, global_step(checkpoint)))
         else:
@@ -140,7 +140,7 @@ def describe(planned: List[PlannedJob]) -> List[str]:
     for action, what in (
         (SKIP, "skipped, finished already"),
         (CONTINUE, "continued from their newest checkpoint"),
-        (RERUN, "run again (failed, or stopped before a checkpoint; the earlier try is in .attempts/)"),
+        (RERUN, "run again, with no checkpoint to continue from (the earlier try is in .attempts/)"),
         (NEW, "new"),
     ):
         folders = names(action)
