@@ -65,23 +65,6 @@ def test_offline_download_fails_with_clear_message_and_makes_no_folder(tmp_path,
     assert list(tmp_path.iterdir()) == []  # no data/MNIST/raw/ for nothing
 
 
-@pytest.fixture
-def mirror(tmp_path):
-    """A local HTTP mirror serving the files of tmp_path/served."""
-    import functools
-    import http.server
-    import threading
-
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
 def test_download_verifies_md5_and_falls_back_to_next_mirror(tmp_path, mirror, monkeypatch):
     import hashlib
 

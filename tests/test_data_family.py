@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 import torch
 import yaml
-from helpers import N_TEST, N_TRAIN, TEST_FILES, TRAIN_FILES, quick_overrides, run_script, synthetic_digits, write_idx
+from helpers import N_TEST, N_TRAIN, TEST_FILES, TRAIN_FILES, quick_overrides, run_script, synthetic_digits, write_raw
 
 from mnistlab.data import download
 from mnistlab.data.datasets import DATASETS
@@ -19,14 +19,8 @@ FAMILY = [("fashion_mnist", "FashionMNIST", "Fashion-MNIST"), ("kmnist", "KMNIST
 
 
 def write_family(data_dir, folder):
-    """Synthetic files of MNIST's layout in <data_dir>/<folder>/raw/."""
-    raw = data_dir / folder / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for files, n, seed in ((TRAIN_FILES, N_TRAIN, 2), (TEST_FILES, N_TEST, 3)):
-        images, labels = synthetic_digits(n, seed)
-        write_idx(raw / files[0], images)
-        write_idx(raw / files[1], labels)
-    return data_dir
+    """Synthetic files of MNIST's layout in <data_dir>/<folder>/raw/, other digits than the MNIST folder's."""
+    return write_raw(data_dir, folder, seeds=(2, 3))
 
 
 @pytest.mark.parametrize("dataset, folder, title", FAMILY)
@@ -51,23 +45,6 @@ def test_missing_files_offline_are_one_line_naming_the_data_set(dataset, folder,
     assert f"{folder}/raw/ and the download failed (offline?)" in message
     assert message.endswith(f"name the folder that holds {folder}/raw/: data.data_dir=<folder>")
     assert "\n" not in message and list(tmp_path.iterdir()) == []  # no folder made for nothing
-
-
-@pytest.fixture
-def mirror(tmp_path):
-    """A local HTTP mirror serving the files of tmp_path/served."""
-    import functools
-    import http.server
-    import threading
-
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
 
 
 def test_a_download_is_kept_only_with_its_checksum(tmp_path, mirror, monkeypatch):

@@ -125,6 +125,13 @@ def test_resume_takes_the_newest_checkpoint_that_reads_back_and_notes_the_damage
 # passes once fixed, and then fails as "XPASS(strict)" to say so.
 
 
+def kill_then_resume(run_dir, *args, **faults) -> None:
+    """The run killed where `faults` say, then resumed until it ends."""
+    killed = train(*args, **faults)
+    assert killed.returncode == -signal.SIGKILL
+    finished(train(f"resume={run_dir}"))
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
@@ -133,17 +140,13 @@ def test_resume_takes_the_newest_checkpoint_that_reads_back_and_notes_the_damage
 )
 def test_a_kill_while_last_ckpt_is_written_at_an_epoch_end(mnist_dir, tmp_path, tmp_path_factory):
     end_of_epoch = 2 * 16
-    killed = train(*overrides(mnist_dir, tmp_path, "mlp"), **{KILL_IN_SAVE: f"{end_of_epoch}:0.5:last"})
-    assert killed.returncode == -signal.SIGKILL
-    finished(train(f"resume={tmp_path}"))
+    kill_then_resume(tmp_path, *overrides(mnist_dir, tmp_path, "mlp"), **{KILL_IN_SAVE: f"{end_of_epoch}:0.5:last"})
     assert_same_run(tmp_path, uninterrupted("mlp", mnist_dir, tmp_path_factory))
 
 
 @pytest.mark.slow
 def test_a_kill_during_the_final_test(mnist_dir, tmp_path, tmp_path_factory):
-    killed = train(*overrides(mnist_dir, tmp_path, "mlp"), **{KILL_AT_STEP: f"{total_steps('mlp')}:test"})
-    assert killed.returncode == -signal.SIGKILL
-    finished(train(f"resume={tmp_path}"))
+    kill_then_resume(tmp_path, *overrides(mnist_dir, tmp_path, "mlp"), **{KILL_AT_STEP: f"{total_steps('mlp')}:test"})
     assert_same_run(tmp_path, uninterrupted("mlp", mnist_dir, tmp_path_factory))
 
 
@@ -152,7 +155,5 @@ def test_a_kill_with_step_checkpoints_of_the_best_callback(mnist_dir, tmp_path, 
     documented = ["callbacks.checkpoint.every_n_train_steps=4"]  # conf/callbacks/default.yaml: recent follows it
     reference = tmp_path_factory.mktemp("uninterrupted-best-every-4")
     finished(train(*overrides(mnist_dir, reference, "mlp"), *documented))
-    killed = train(*overrides(mnist_dir, tmp_path, "mlp"), *documented, **{KILL_AT_STEP: "34"})
-    assert killed.returncode == -signal.SIGKILL
-    finished(train(f"resume={tmp_path}"))
+    kill_then_resume(tmp_path, *overrides(mnist_dir, tmp_path, "mlp"), *documented, **{KILL_AT_STEP: "34"})
     assert_same_run(tmp_path, reference)

@@ -46,13 +46,18 @@ def results(sweep_dir) -> dict:
     return found
 
 
-def test_a_killed_grid_sweep_continues_and_ends_as_if_never_stopped(mnist_dir, tmp_path):
-    never_stopped = sweep(command(mnist_dir, tmp_path / "never_stopped"))
+def killed_beside_never_stopped(make_command, mnist_dir, tmp_path):
+    """The sweep run to its end in never_stopped/, and SIGKILLed in its 4th job in killed/ (returned)."""
+    never_stopped = sweep(make_command(mnist_dir, tmp_path / "never_stopped"))
     assert never_stopped.returncode == 0, never_stopped.stderr[-3000:]
-
     folder = tmp_path / "killed"
-    killed = sweep(command(mnist_dir, folder), armed=True)
+    killed = sweep(make_command(mnist_dir, folder), armed=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    return folder
+
+
+def test_a_killed_grid_sweep_continues_and_ends_as_if_never_stopped(mnist_dir, tmp_path):
+    folder = killed_beside_never_stopped(command, mnist_dir, tmp_path)
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert not (folder / "3" / "job.json").exists()
 
@@ -114,12 +119,7 @@ def study_results(sweep_dir) -> list:
 
 @pytest.mark.slow
 def test_a_killed_optuna_study_continues_its_trial_and_ends_as_if_never_stopped(mnist_dir, tmp_path):
-    never_stopped = sweep(optuna_command(mnist_dir, tmp_path / "never_stopped"))
-    assert never_stopped.returncode == 0, never_stopped.stderr[-3000:]
-
-    folder = tmp_path / "killed"
-    killed = sweep(optuna_command(mnist_dir, folder), armed=True)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    folder = killed_beside_never_stopped(optuna_command, mnist_dir, tmp_path)
 
     again = sweep(optuna_command(mnist_dir, folder))
     assert again.returncode == 0, again.stderr[-3000:]

@@ -14,6 +14,17 @@ from mnistlab.sweeps.objectives import Objectives
 
 TWO = ["hydra.sweeper.metric=[val/acc,model/parameters]", "hydra.sweeper.direction=[maximize,minimize]"]
 
+TWO_OBJECTIVES = [
+    "--metric",
+    "val/acc",
+    "--metric",
+    "model/parameters",
+    "--direction",
+    "maximize",
+    "--direction",
+    "minimize",
+]
+
 
 def sweep_overrides(mnist_dir, sweep_dir) -> list:
     return [o for o in quick_overrides(mnist_dir, sweep_dir) if not o.startswith("paths.")] + [
@@ -181,19 +192,7 @@ def test_summary_cli_takes_several_metrics_and_drops_stale_plots(tmp_path, capsy
         (sweep / str(i) / "job.json").write_text(
             json.dumps({"status": "ok", "seconds": 1.0, "overrides": overrides, "metrics": metrics})
         )
-    main(
-        [
-            str(sweep),
-            "--metric",
-            "val/acc",
-            "--metric",
-            "model/parameters",
-            "--direction",
-            "maximize",
-            "--direction",
-            "minimize",
-        ]
-    )
+    main([str(sweep), *TWO_OBJECTIVES])
     printed = capsys.readouterr().out
     assert "Pareto front: 3 of 5 finished jobs" in printed  # 8 -> 0.90, 16 -> 0.93, 32 -> 0.97
     assert "| 1 | [32] | 0.002 | 0.9700 | 25450 | 0.9600 |" in printed
@@ -205,21 +204,7 @@ def test_summary_cli_takes_several_metrics_and_drops_stale_plots(tmp_path, capsy
     assert "Pareto front" not in capsys.readouterr().out and not (sweep / "pareto.png").exists()
     assert (sweep / "importance.png").exists() and (sweep / "parallel_coordinates.png").exists()
 
-    bad = run_script(
-        "-m",
-        "mnistlab.sweeps.summary",
-        str(sweep),
-        "--metric",
-        "val/acc",
-        "--metric",
-        "model/parameters",
-        "--direction",
-        "maximize",
-        "--direction",
-        "minimize",
-        "--direction",
-        "maximize",
-    )
+    bad = run_script("-m", "mnistlab.sweeps.summary", str(sweep), *TWO_OBJECTIVES, "--direction", "maximize")
     assert bad.returncode == 2
     assert bad.stderr.strip() == (
         "error: direction needs one direction per metric: 2 metrics, got ['maximize', 'minimize', 'maximize']"

@@ -37,15 +37,21 @@ def synthetic_digits(n: int, seed: int) -> tuple:
     return images, labels
 
 
+def write_raw(data_dir: Path, folder: str, seeds: tuple = (0, 1)) -> Path:
+    """Synthetic digits as the four IDX files of MNIST's layout in <data_dir>/<folder>/raw/ (train, test seeds)."""
+    raw = data_dir / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for files, n, seed in ((TRAIN_FILES, N_TRAIN, seeds[0]), (TEST_FILES, N_TEST, seeds[1])):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / files[0], images)
+        write_idx(raw / files[1], labels)
+    return data_dir
+
+
 def write_mnist(data_dir: Path) -> Path:
     """The synthetic digits in MNIST's folder, and in Fashion-MNIST's and KMNIST's (data=fashion_mnist | kmnist)."""
     for folder in ("MNIST", "FashionMNIST", "KMNIST"):
-        raw = data_dir / folder / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for files, n, seed in ((TRAIN_FILES, N_TRAIN, 0), (TEST_FILES, N_TEST, 1)):
-            images, labels = synthetic_digits(n, seed)
-            write_idx(raw / files[0], images)
-            write_idx(raw / files[1], labels)
+        write_raw(data_dir, folder)
     return data_dir
 
 

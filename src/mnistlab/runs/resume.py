@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.config.overrides import RUN_POINTERS, job_key
 from mnistlab.errors import UserError
 from mnistlab.received.checkpoint import ReceivedCheckpoint
 from mnistlab.received.files import refuse_links
@@ -17,24 +18,19 @@ from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 from mnistlab.received.schemas import check_size
 from mnistlab.runs.run_dir import FINAL_METRICS, SAVED_CONFIG, run_dir_of, saved_config
 
-RESUME_KEYS = ("resume", "ckpt_path")
-
 
 def original_overrides(run_dir: Path) -> frozenset:
     """What the run was started with (its .hydra/overrides.yaml, read as data): said again, they change nothing."""
     from mnistlab.received.yaml_file import read_yaml
-    from mnistlab.sweeps.continuation import job_key
 
     path = run_dir / ".hydra" / "overrides.yaml"
     return job_key(read_yaml(path, list)) if path.is_file() else frozenset()
 
 
 def apply_overrides(cfg: DictConfig, overrides: list, groups: set, original: frozenset = frozenset()) -> None:
-    from mnistlab.sweeps.continuation import job_key
-
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if key in RESUME_KEYS or key.startswith("hydra") or job_key([override.input_line]) <= original:
+        if key in RUN_POINTERS or key.startswith("hydra") or job_key([override.input_line]) <= original:
             continue  # a continued sweep job, or resume=auto, repeats the overrides the run was made with
         if key in groups:
             raise UserError(

@@ -121,10 +121,10 @@ def quoted(value: str) -> str:
 def unfinished_run(argv: List[str]) -> Optional[Path]:
     """`resume=auto`: the newest run started with this command line's overrides that has not finished (no
     metrics.json) and has a readable checkpoint: in `hydra.run.dir` if given, else in outputs/<date>/<time>."""
+    from mnistlab.config.overrides import job_key
     from mnistlab.errors import ReceivedFileError
     from mnistlab.runs.checkpoints import latest_checkpoint  # torch: only for resume=auto
     from mnistlab.runs.resume import original_overrides
-    from mnistlab.sweeps.continuation import job_key
 
     wanted = job_key([arg for arg in argv if "=" in arg and not arg.startswith("-")])
     given = argument(argv, "hydra.run.dir")

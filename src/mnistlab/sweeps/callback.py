@@ -8,10 +8,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnistlab.config.overrides import RUN_POINTERS
 from mnistlab.errors import UserError
 from mnistlab.perf.hydra_internals import job_outcome
 from mnistlab.runs.distributed import is_rank_zero
-from mnistlab.sweeps.continuation import IGNORED_KEYS
 from mnistlab.sweeps.records import write_record
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class SweepSummary(Callback):
         completed = job_return.status.name == "COMPLETED"
         if not completed:  # the job's train.log gets the traceback; the console gets one line from the sweeper
             log.error("job failed", exc_info=job_outcome(job_return))
-        overrides = [item for item in job_return.overrides or [] if item.split("=", 1)[0] not in IGNORED_KEYS]
+        overrides = [item for item in job_return.overrides or [] if item.split("=", 1)[0] not in RUN_POINTERS]
         write_record(
             Path(config.hydra.runtime.output_dir),
             overrides,  # a continued job's resume= is how it was run, not what it is

@@ -7,17 +7,16 @@ the old sweep did not have runs in a new numbered folder. The old folder is data
 boundary, and the folders written or moved are the ones found in it, never names read from its files.
 """
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from mnistlab.config.overrides import job_key
 from mnistlab.received.files import refuse_links
 from mnistlab.sweeps.records import RECORD, read_record
 
 ATTEMPTS = ".attempts"  # earlier tries of jobs that run again: kept for the record, left out of the summary
-IGNORED_KEYS = ("resume", "ckpt_path")  # how a continued job is pointed at its folder, not a parameter
 DONE = ("ok", "pruned")
 
 SKIP, CONTINUE, RERUN, NEW = "skip", "continue", "rerun", "new"
@@ -30,20 +29,6 @@ class PlannedJob:
     action: str = NEW
     checkpoint: Optional[Path] = None  # where a continued job starts
     step: Optional[int] = None
-
-
-def job_key(overrides: List[str]) -> FrozenSet[Tuple[str, str]]:
-    """What identifies a job: its overrides as (key, value) pairs, values compared as parsed values."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    pairs = set()
-    for override in OverridesParser.create().parse_overrides([str(item) for item in overrides]):
-        key = override.get_key_element()
-        if key.lstrip("+~") in IGNORED_KEYS or key.startswith("hydra."):
-            continue
-        value = None if override.is_delete() else override.value()
-        pairs.add((key, json.dumps(value, sort_keys=True, default=str)))
-    return frozenset(pairs)
 
 
 def job_folders(sweep_dir: Path) -> List[Path]:

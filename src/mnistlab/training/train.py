@@ -69,6 +69,7 @@ def build(cfg: DictConfig) -> tuple:
     from mnistlab.received.checkpoint import lightning_state, read_checkpoint
     from mnistlab.runs.checkpoint_io import ValidatedCheckpointIO
     from mnistlab.runs.resume import check_resumable, is_own_checkpoint
+    from mnistlab.runs.run_dir import FINAL_METRICS
     from mnistlab.sweeps.parallel import default_threads
     from mnistlab.training.precision import check_precision
     from mnistlab.training.running_sums import ResumeState
@@ -90,7 +91,7 @@ def build(cfg: DictConfig) -> tuple:
     if cfg.ckpt_path is not None:  # refuses an unsafe, spent or unfitting file with a clear message before Lightning
         checkpoint = read_checkpoint(cfg.ckpt_path, trusted, cfg.get("max_parameters"))
         own_run = Path(cfg.paths.output_dir) if is_own_checkpoint(cfg) else None  # else no callback state
-        untested = own_run is not None and not (own_run / "metrics.json").exists()  # e.g. killed during its test
+        untested = own_run is not None and not (own_run / FINAL_METRICS).exists()  # e.g. killed during its test
         check_resumable(checkpoint, cfg.ckpt_path, cfg.trainer, model, untested)
         prepared[str(cfg.ckpt_path)] = lightning_state(checkpoint, own_run)
         log.info("resuming from %s", cfg.ckpt_path)
