@@ -1,6 +1,6 @@
 """Crafted sweep and run folders against this round's readers: continuing a grid sweep in an old folder, Optuna
 trial continuation, a saved config's MLflow store. Each input either works as data or is one `error:` line and
-exit code 2, and nothing outside the run or sweep folder is written. Cases marked xfail are known violations."""
+exit code 2, and nothing outside the run or sweep folder is written."""
 
 import json
 import os
@@ -40,7 +40,6 @@ def refused_in_one_line(result) -> bool:
     return result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:")
 
 
-@pytest.mark.xfail(strict=True, reason="a job folder's name is passed to Hydra as hydra.sweep.subdir and interpolated")
 def test_a_job_folder_named_as_an_interpolation_stays_in_the_sweep(mnist_dir, tmp_path):
     sweep, outside = tmp_path / "sweep", tmp_path / "outside"
     outside.mkdir()
@@ -53,7 +52,6 @@ def test_a_job_folder_named_as_an_interpolation_stays_in_the_sweep(mnist_dir, tm
     assert result.returncode == 0 or refused_in_one_line(result), result.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="a sweep folder without job records is not searched for links")
 def test_a_sweep_folder_with_links_but_no_jobs_is_refused(mnist_dir, tmp_path):
     sweep, precious, outside = tmp_path / "sweep", tmp_path / "precious.txt", tmp_path / "outside"
     sweep.mkdir()
@@ -86,9 +84,9 @@ def crafted_job(sweep: Path, name: str, record) -> None:
     ids=["list", "overrides-string", "status", "unparsable-override", "override-mapping", "deep"],
 )
 def test_malformed_job_records_are_one_line(tmp_path, record):
-    from mnistlab.sweeps.continuation import plan
-
     from hydra.errors import OverrideParseException
+
+    from mnistlab.sweeps.continuation import plan
 
     crafted_job(tmp_path, "0", record)
     # Hydra's parse error is also one line (cli.py), though it does not name the job.json
@@ -143,7 +141,6 @@ def test_odd_sweep_pids_are_not_signalled(pid):
     assert sweep_is_gone(trial) is False
 
 
-@pytest.mark.xfail(strict=True, reason="str.isdigit accepts '²' and huge numbers: int() or os.kill raise")
 @pytest.mark.parametrize("pid", ["\u00b2", "9" * 30])
 def test_a_sweep_pid_that_is_no_number_is_no_traceback(pid):
     from hydra_plugins.mnistlab_sweepers.optuna_sweeper import sweep_is_gone
@@ -170,7 +167,6 @@ def test_tracking_uris_outside_are_refused(tmp_path, uri):
         check_write_locations(config, tmp_path, "config.yaml")
 
 
-@pytest.mark.xfail(strict=True, reason="SQLAlchemy decodes %2F and %2e after the check: an absolute store")
 @pytest.mark.parametrize("uri", ["sqlite:///%2Ftmp%2Fx.db", "sqlite:///a/%2e%2e/%2e%2e/x.db"])
 def test_percent_encoded_tracking_uris_are_refused(tmp_path, uri):
     from sqlalchemy.engine import make_url
@@ -206,3 +202,56 @@ def test_a_huge_predictions_file_is_refused_before_reading(tmp_path):
         f.truncate(64 << 20)
     with pytest.raises(ReceivedFileError):
         read_predictions(path)
+
+
+@pytest.mark.parametrize(
+    "dirpath",
+    ["OUT", "OUT/..", "/", "", ".", "OUT/../HERE", "HERE/..", "HERE/../checkpoints", "HERE/./"],
+)
+def test_model_checkpoint_paths_stay_in_the_checkpoints_folder(tmp_path, dirpath):
+    from mnistlab.received.checkpoint import model_checkpoint_state
+
+    here, outside = tmp_path / "run" / "checkpoints", tmp_path / "outside"
+    here.mkdir(parents=True)
+    outside.mkdir()
+    for folder in (here, outside, tmp_path):
+        (folder / "a.ckpt").write_bytes(b"x")
+    dirpath = dirpath.replace("OUT", str(outside)).replace("HERE", str(here))
+    names = [str(outside / "a.ckpt"), str(tmp_path / "a.ckpt"), f"{dirpath}/a.ckpt", f"{dirpath}/../a.ckpt", "a.ckpt"]
+    names += [f"{dirpath}/x/../a.ckpt", str(here / ".." / "a.ckpt"), str(here / "a.ckpt" / "..")]
+    state = {"dirpath": dirpath, "best_k_models": {name: 0.5 for name in names}, "kth_best_model_path": names[3]}
+    state.update(best_model_path=names[2], last_model_path=names[0])
+    kept = model_checkpoint_state(state, here)
+    if kept is None:
+        return
+    paths = [*kept["best_k_models"], kept["best_model_path"], kept["kth_best_model_path"], kept["last_model_path"]]
+    for path in filter(None, paths):
+        assert os.path.realpath(os.path.dirname(path)) == os.path.realpath(here), path
+    assert os.path.realpath(kept["dirpath"]) == os.path.realpath(here)
+
+
+def hydra_value(override_value: str):
+    """What a job sees for `key=<override_value>`: Hydra's parse, then OmegaConf's resolution."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    value = OverridesParser.create().parse_overrides([f"key={override_value}"])[0].value()
+    return OmegaConf.create({"key": value}).key
+
+
+@pytest.mark.parametrize("name", ["plain 1", "it's", "a=b,c", "x\\"])
+def test_quoted_folder_names_reach_the_job_unchanged(name):
+    from mnistlab.runs.run_dir import quoted
+
+    assert hydra_value(quoted(name)) == name
+
+
+def test_folder_names_with_backslashes_reach_the_job_unchanged_and_interpolations_are_refused():
+    from mnistlab.errors import UserError
+    from mnistlab.runs.run_dir import quoted
+
+    for name in ("a\\b", "a\\'b", "a\\\\"):
+        assert hydra_value(quoted(name)) == name
+    for name in ("${oc.env:HOME}", "outputs/${oc.decode:..}/${oc.decode:..}"):
+        with pytest.raises(UserError, match="would read"):
+            quoted(name)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
 from mnistlab.perf.hydra_internals import job_outcome
+from mnistlab.received.files import refuse_links
 from mnistlab.sweeps.objectives import Objectives
 from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
 from mnistlab.sweeps.study_storage import open_storage, shown
@@ -57,7 +58,11 @@ def sweep_is_gone(trial) -> bool:
     """Whether the sweep that runs `trial` was a process of this machine that has ended (killed): its trial need
     not wait STALE_AFTER seconds to be run again."""
     host, _, pid = str(trial.user_attrs.get(SWEEP, "")).rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    if (
+        host != socket.gethostname()
+        or not (pid.isascii() and pid.isdigit() and len(pid) <= 9)
+        or int(pid) == os.getpid()
+    ):
         return False
     try:
         os.kill(int(pid), 0)
@@ -71,7 +76,6 @@ def sweep_is_gone(trial) -> bool:
 def continued(trial, sweep_dir: Path) -> List[str]:
     """The run of a trial a killed sweep left running continues from its newest checkpoint: its job folder
     becomes the new trial's (job numbers are trial numbers), and the job resumes there."""
-    from mnistlab.received.files import refuse_links
     from mnistlab.runs.checkpoints import global_step, latest_checkpoint
     from mnistlab.runs.run_dir import quoted
 
@@ -205,6 +209,7 @@ class OptunaSweeper(Sweeper):
             )
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        refuse_links(sweep_dir)  # a study's folder is written again (multirun.yaml, jobs), trial folders moved
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         storage = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
         study = self.open_study(storage, sweep_dir)

@@ -167,7 +167,10 @@ def check_write_locations(config: dict, run_dir: Path, source) -> None:
         ok = inside(text, run_dir) if key in WRITE_LOCATIONS else harmless_name(text)
         # MLflow's local store, relative to where train.py starts, as its artifact_location is
         ok = ok or (
-            key == "tracking_uri" and text.startswith("sqlite:///") and harmless_name(text[len("sqlite:///") :])
+            # plain characters only: SQLAlchemy decodes %2F and %2e after this check, and reads ?query options
+            key == "tracking_uri"
+            and re.fullmatch(r"sqlite:///[A-Za-z0-9_./-]+", text) is not None
+            and harmless_name(text[len("sqlite:///") :])
         )
         if not ok:
             raise ReceivedFileError(

@@ -6,6 +6,7 @@ Imports nothing heavy: train.py uses it to pick the run directory before Hydra s
 import atexit
 import itertools
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -114,8 +115,13 @@ def argument(argv: List[str], key: str) -> Optional[str]:
 
 
 def quoted(value: str) -> str:
-    """A Hydra override value that keeps any path intact (spaces, '=', quotes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A Hydra override value that keeps any path intact (spaces, '=', quotes, backslashes). Hydra resolves `${...}`
+    even in quotes: such a path is refused, never handed on to be read as an interpolation."""
+    if "${" in value:
+        raise UserError(f"{value}: Hydra would read '${{...}}' in this path as an interpolation; rename it")
+    # Hydra takes backslashes literally, except a run of them before a quote or the closing quote: those doubled
+    escaped = re.sub(r"(\\+)(?='|$)", lambda run: run.group(1) * 2, value)
+    return "'" + escaped.replace("'", "\\'") + "'"
 
 
 def unfinished_run(argv: List[str]) -> Optional[Path]:
@@ -129,7 +135,11 @@ def unfinished_run(argv: List[str]) -> Optional[Path]:
     wanted = job_key([arg for arg in argv if "=" in arg and not arg.startswith("-")])
     given = argument(argv, "hydra.run.dir")
     found = [Path(given)] if given else [path.parents[1] for path in Path("outputs").glob(f"*/*/{SAVED_CONFIG}")]
-    runs = [run for run in found if is_run_dir(run) and not run.is_symlink() and not (run / FINAL_METRICS).exists()]
+    runs = [
+        run
+        for run in found
+        if is_run_dir(run) and not run.is_symlink() and not (run / FINAL_METRICS).exists() and "${" not in str(run)
+    ]
     for run in sorted(runs, key=lambda run: run.stat().st_mtime, reverse=True):
         try:
             if original_overrides(run) == wanted and latest_checkpoint(run) is not None:

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from hydra.errors import OverrideParseException
+
+from mnistlab.cli import one_line
 from mnistlab.config.overrides import job_key
+from mnistlab.errors import ReceivedFileError
 from mnistlab.received.files import refuse_links
 from mnistlab.sweeps.records import RECORD, read_record
 
@@ -57,14 +61,23 @@ def plan(sweep_dir: Path, jobs: List[List[str]]) -> List[PlannedJob]:
     in Hydra's own folders, exactly as a fresh sweep."""
     from mnistlab.runs.checkpoints import global_step, latest_checkpoint
 
-    folders = job_folders(sweep_dir) if sweep_dir.is_dir() else []
+    if not sweep_dir.is_dir():
+        return [PlannedJob(list(job)) for job in jobs]
+    refuse_links(sweep_dir)  # written again (multirun.yaml, jobs), folders moved
+    folders = job_folders(sweep_dir)
     if not folders:
         return [PlannedJob(list(job)) for job in jobs]
-    refuse_links(sweep_dir)  # folders are moved and written again
     old: Dict[FrozenSet, Tuple[Path, dict]] = {}
     for folder in folders:
+        name = folder.relative_to(sweep_dir).as_posix()
+        if "$" in name or "\\" in name:  # handed to Hydra as hydra.sweep.subdir, which would resolve ${...}
+            raise ReceivedFileError(f"{folder}: a job folder whose name Hydra would read as an interpolation; refused")
         record = read_record(folder)
-        old.setdefault(job_key(record["overrides"]), (folder, record))
+        try:
+            key = job_key(record["overrides"])
+        except OverrideParseException as err:
+            raise ReceivedFileError(f"{folder}: its overrides do not parse ({one_line(err)})") from None
+        old.setdefault(key, (folder, record))
     names = next_numbers(sweep_dir, [folder.relative_to(sweep_dir).as_posix() for folder in folders])
     planned = []
     for job in jobs:
