@@ -5,14 +5,14 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run
-from mnistlab.config.tools import register_tool_schemas
+from mnistlab.settings.tool_schema import register_tool_schemas
 
 register_tool_schemas()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg):
-    from mnistlab.tools.eval import evaluate  # torch and Lightning load here, not for --help or --cfg
+    from mnistlab.tasks.evaluate import evaluate  # torch and Lightning load here, not for --help or --cfg
 
     with exit_on_bad_input():
         return evaluate(cfg)

@@ -3,14 +3,14 @@
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run
-from mnistlab.config.tools import register_tool_schemas
+from mnistlab.settings.tool_schema import register_tool_schemas
 
 register_tool_schemas()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg):
-    from mnistlab.tools.export import export  # torch loads here, not for --help or --cfg
+    from mnistlab.tasks.export import export  # torch loads here, not for --help or --cfg
 
     with exit_on_bad_input():
         return export(cfg)

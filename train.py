@@ -5,9 +5,11 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run, task_errors
-from mnistlab.config.train import register_schemas
+from mnistlab.perf.garbage import collections_paused
 from mnistlab.runs.distributed import launch_arguments
-from mnistlab.runs.run_dir import continue_in_run_dir, register_resolvers
+from mnistlab.runs.resume import continue_in_run_dir
+from mnistlab.runs.run_dir import register_resolvers
+from mnistlab.settings.schema import register_schemas
 
 register_schemas()
 register_resolvers()
@@ -15,7 +17,8 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg):
-    from mnistlab.training.train import train  # torch and Lightning load here, not for --help or --cfg
+    with collections_paused():  # torch's and Lightning's objects all live on: no collection while they load
+        from mnistlab.tasks.train import train  # start-up: torch and Lightning load here, not for --help or --cfg
 
     with task_errors():
         return train(cfg)

@@ -58,7 +58,7 @@ def samples_per_second(preset: str, overrides: list, steps: int, batch_size: int
 def batch_size_of(overrides: list) -> int:
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.config.train import register_schemas
+    from mnistlab.settings.schema import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

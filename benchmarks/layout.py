@@ -25,7 +25,7 @@ def stepper(cfg, channels_last: bool):
     import torch.nn.functional as F
     from hydra.utils import instantiate
 
-    from mnistlab.training.train import build_classifier
+    from mnistlab.tasks.train import build_classifier
 
     net = build_classifier(cfg).net
     if channels_last:

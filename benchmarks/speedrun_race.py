@@ -101,7 +101,7 @@ NOTABLE = ("torchmetrics", "torchmetrics.functional", "torchvision", "torch._dyn
 def slowest_imports() -> list:
     """(seconds, module): the imports of a training run, by cumulative import time, and the heavy
     packages they pull in (wherever they are first imported)."""
-    code = "import hydra, omegaconf, torch, lightning, mnistlab.training.train, mnistlab.training.classifier"
+    code = "import hydra, omegaconf, torch, lightning, mnistlab.tasks.train, mnistlab.training.classifier"
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
     rows = []
     for line in result.stderr.splitlines():

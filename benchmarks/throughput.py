@@ -53,7 +53,7 @@ def compose(overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mnistlab.config.train import register_schemas
+    from mnistlab.settings.schema import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -88,7 +88,7 @@ def network(cfg, device, with_normalize: bool):
     """The network the framework trains, built by the same code, with its layout (channels_last for a CNN)
     and compile=true as the framework applies them; without its Normalize layer for the DataLoader path."""
     from mnistlab.perf.speedups import apply_speedups
-    from mnistlab.training.train import build_classifier
+    from mnistlab.tasks.train import build_classifier
 
     classifier = build_classifier(cfg)
     apply_speedups(classifier)
@@ -219,7 +219,7 @@ def interleaving_clock(others: dict, warmup: int, steps: int, chunk: int):
 def timed_repeat(cfg, train_data: tuple, dataset, args, steps: int, output_dir: Path) -> dict:
     """One fit of train.py's datamodule, Classifier and Trainer, with the plain loop and the DataLoader path
     interleaved in chunks: seconds per contender for `steps` steps after `warmup`."""
-    from mnistlab.training.train import build
+    from mnistlab.tasks.train import build
 
     total = args.warmup + steps
     others = {
@@ -262,8 +262,8 @@ def choose_steps(cfg, train_data: tuple, args) -> int:
 
 def benchmark_model(name: str, overrides: list, args, dataset, work: Path) -> dict:
     """samples/s per contender: the median over the repeats, the contenders interleaved within each repeat."""
-    from mnistlab.config.train import validate
-    from mnistlab.training.train import build_datamodule
+    from mnistlab.settings.schema import validate
+    from mnistlab.tasks.train import build_datamodule
 
     cfg = compose(overrides + [f"model={name}", "paths.output_dir=unused"])
     validate(cfg)
@@ -422,9 +422,9 @@ def main(argv=None) -> dict:
     import lightning.pytorch  # noqa: F401  (sets its logger's level, which the line below then lowers)
     import torch
 
-    from mnistlab.config.train import validate
     from mnistlab.perf.speedups import cheap_cuda_checks
-    from mnistlab.training.train import build_datamodule
+    from mnistlab.settings.schema import validate
+    from mnistlab.tasks.train import build_datamodule
 
     cheap_cuda_checks()  # as train.py does; a plain loop without Lightning never has the slow check either
 

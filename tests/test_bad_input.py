@@ -13,7 +13,7 @@ from helpers import ROOT, TRAIN_FILES, run_script, write_mnist
 from helpers.tool_config import train_run
 
 TRAIN, EVAL, PREDICT, EXPORT = "train.py", "eval.py", "predict.py", "export.py"
-BENCHMARK, SUMMARY = "benchmarks/throughput.py", "-m mnistlab.sweeps.summary"
+BENCHMARK, SUMMARY = "benchmarks/throughput.py", "-m mnistlab.tasks.summary"
 
 # (entry point, arguments): {run} is a finished mlp run, {data} good data, {tmp} an empty folder, {file} a text
 # file; the other names are files made in `places` below.

@@ -3,8 +3,8 @@
 import pytest
 from helpers import CONF, compose, quick_overrides, run_script
 
-from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError
+from mnistlab.settings.schema import validate
 
 
 def test_help_and_cfg_do_not_import_torch():

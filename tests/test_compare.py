@@ -11,8 +11,8 @@ import pytest
 import yaml
 from helpers import ROOT, run_script
 
-from mnistlab.sweeps.summary import summarize
-from mnistlab.tools.compare import against, compare
+from mnistlab.tasks.compare import against, compare
+from mnistlab.tasks.summary import summarize
 
 MLP_VAL, MLP_TEST = [0.91, 0.95, 0.96], [0.90, 0.93, 0.97]
 
@@ -195,7 +195,7 @@ def test_two_single_runs_get_mcnemars_test_on_their_predictions(tmp_path):
     assert difference is None
     assert lines[-1] == (
         f"  no McNemar test: {os.path.relpath(b)} kept no test_predictions.csv (run with report=false, or before it "
-        "existed; python -m mnistlab.runs.report <run> writes it)"
+        "existed; python -m mnistlab.tasks.report <run> writes it)"
     )
 
 

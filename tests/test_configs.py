@@ -15,10 +15,10 @@ from helpers import CONF, compose, quick_overrides
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from mnistlab.config.targets import check_targets
-from mnistlab.config.train import validate
 from mnistlab.errors import UnsafeConfigError
-from mnistlab.training.train import build_all, build_classifier, build_datamodule, train
+from mnistlab.settings.schema import validate
+from mnistlab.settings.targets import check_targets
+from mnistlab.tasks.train import build_all, build_classifier, build_datamodule, train
 
 # hydra/ is Hydra's own (run directories, sweepers, launchers): it configures how train.py runs, builds nothing of it
 GROUPS = sorted(folder.name for folder in CONF.iterdir() if folder.is_dir() and folder.name != "hydra")
@@ -153,7 +153,7 @@ def test_a_data_module_of_your_own_comes_from_its_config(tmp_path, monkeypatch):
 
 
 def test_targets_of_modules_moved_by_the_package_layout_are_renamed():
-    from mnistlab.config.upgrade import upgrade_hparams
+    from mnistlab.settings.upgrade import upgrade_hparams
 
     old = {
         "model": {"_target_": "mnistlab.models.mlp.MLP", "hidden": [8], "l2": 0.1},

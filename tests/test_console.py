@@ -8,7 +8,7 @@ import pytest
 from helpers import compose, quick_overrides
 
 from mnistlab.callbacks.progress import ProgressBar
-from mnistlab.training.train import build
+from mnistlab.tasks.train import build
 
 WITH_BAR = ["trainer.max_epochs=2", "model=softmax"]
 

@@ -10,9 +10,9 @@ import pytest
 from helpers import ROOT, quick_overrides, run_script
 from helpers.tool_config import compose_tool, train_run
 
-from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError, UserError
-from mnistlab.tools.eval import evaluate
+from mnistlab.settings.schema import validate
+from mnistlab.tasks.evaluate import evaluate
 
 # not the defaults (model=cnn with 32/64 channels): eval must rebuild this from the run's own config
 SMALL_CNN_WITH_EMA = [
@@ -62,8 +62,8 @@ def test_a_run_of_an_older_mnistlab_still_evaluates(trained, tmp_path):
     import torch
     from omegaconf import OmegaConf
 
-    from mnistlab.config.targets import check_targets
     from mnistlab.runs.run_dir import saved_config
+    from mnistlab.settings.targets import check_targets
 
     run_dir, trained_metrics = trained
     old = shutil.copytree(run_dir, tmp_path / "old", ignore=shutil.ignore_patterns("eval"))

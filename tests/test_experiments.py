@@ -4,10 +4,10 @@ import pytest
 import torch
 from helpers import CONF, compose, quick_overrides
 
-from mnistlab.config.train import validate
 from mnistlab.data.augment import random_affine
+from mnistlab.settings.schema import validate
+from mnistlab.tasks.train import train
 from mnistlab.training.schedulers import one_cycle
-from mnistlab.training.train import train
 
 PRESETS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from helpers.tool_config import compose_tool, train_run
 
-from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError
 from mnistlab.runs.checkpoints import load_classifier
-from mnistlab.tools.export import export
+from mnistlab.settings.schema import validate
+from mnistlab.tasks.export import export
 
 ARCHITECTURES = {
     "softmax": ["model=softmax"],

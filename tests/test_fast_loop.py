@@ -1,4 +1,4 @@
-"""mnistlab.perf.fast_loop: the same training as Lightning's own loop (weights, logs, hooks), and Lightning's
+"""mnistlab.compat.fast_loop: the same training as Lightning's own loop (weights, logs, hooks), and Lightning's
 loop wherever the fast path does not apply; start-up objects frozen for the garbage collector while fitting."""
 
 import csv
@@ -11,8 +11,8 @@ from helpers import compose, quick_overrides
 from helpers.capabilities import skip_unless_cpu_trains
 from torchmetrics import MeanMetric
 
-from mnistlab.perf.fast_loop import FastEpochLoop
-from mnistlab.training.train import build
+from mnistlab.compat.fast_loop import FastEpochLoop
+from mnistlab.tasks.train import build
 
 STEP_HOOKS = (
     "on_train_batch_start",
@@ -182,14 +182,14 @@ def test_fast_loop_trains_exactly_as_lightnings_loop_in_bf16(mnist_dir, tmp_path
 
 
 def test_an_unchecked_lightning_version_keeps_lightnings_own_loop_with_one_warning(monkeypatch, caplog):
-    from mnistlab.perf.fast_loop import install
+    from mnistlab.compat.fast_loop import install
 
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
     monkeypatch.setattr(L, "__version__", "9.9.9")
-    with caplog.at_level("WARNING", logger="mnistlab.perf.fast_loop"):
+    with caplog.at_level("WARNING", logger="mnistlab.compat.fast_loop"):
         assert not install(trainer)
     assert not isinstance(trainer.fit_loop.epoch_loop, FastEpochLoop)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "mnistlab.perf.fast_loop"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mnistlab.compat.fast_loop"]
     assert len(warnings) == 1 and "Lightning 9.9.9" in warnings[0] and "\n" not in warnings[0], warnings
     monkeypatch.undo()
     assert install(trainer) and isinstance(trainer.fit_loop.epoch_loop, FastEpochLoop)

@@ -1,5 +1,5 @@
 """Private names of Lightning, Hydra and their libraries are used in src/mnistlab/perf/ only, behind public
-functions (mnistlab.perf.lightning_internals, mnistlab.perf.hydra_internals, mnistlab.perf.fast_loop), and
+functions (mnistlab.compat.lightning, mnistlab.compat.hydra, mnistlab.compat.fast_loop), and
 perf/ was checked against the installed Lightning.
 
 The scan reads every .py under src/ except src/mnistlab/perf/ with `ast` (comments and docstrings do not
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import lightning as L
 
-from mnistlab.perf.lightning_internals import CHECKED_LIGHTNING_VERSIONS, unchecked_lightning_version
+from mnistlab.compat.lightning import CHECKED_LIGHTNING_VERSIONS, unchecked_lightning_version
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC, PERF = ROOT / "src", ROOT / "src" / "mnistlab" / "perf"
@@ -206,5 +206,5 @@ def test_perf_was_checked_against_the_installed_lightning():
     assert unchecked_lightning_version() is None, (
         f"src/mnistlab/perf/ was checked against Lightning {', '.join(CHECKED_LIGHTNING_VERSIONS)}; run "
         f"tests/test_fast_loop.py and tests/test_internals.py on version {L.__version__} and add it to "
-        "CHECKED_LIGHTNING_VERSIONS in src/mnistlab/perf/lightning_internals.py (and to pyproject.toml's range)"
+        "CHECKED_LIGHTNING_VERSIONS in src/mnistlab/compat/lightning.py (and to pyproject.toml's range)"
     )

@@ -11,8 +11,8 @@ import torch
 from helpers import ROOT, compose, quick_overrides
 
 from mnistlab.errors import ConfigError
+from mnistlab.tasks.train import build
 from mnistlab.training import precision
-from mnistlab.training.train import build
 
 # oneDNN's bf16 LSTM needs AVX512-BF16 or AMX: capped at AVX2, any x86 CPU lacks it, as many AMD EPYCs do
 AVX2_ONLY = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}

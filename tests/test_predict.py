@@ -7,10 +7,10 @@ from helpers.drawn_digits import draw_digit, write_drawn_mnist
 from helpers.tool_config import compose_tool, train_run
 from PIL import Image
 
-from mnistlab.errors import CheckpointError
-from mnistlab.tools.export import export
-from mnistlab.tools.images import ImageError, load_digit, to_mnist
-from mnistlab.tools.predict import predict
+from mnistlab.data.pictures import to_mnist
+from mnistlab.errors import CheckpointError, ImageError
+from mnistlab.tasks.export import export
+from mnistlab.tasks.predict import load_digit, predict
 
 # digit, canvas side, dark digit on a light background, colour, file type
 PICTURES = [

@@ -13,7 +13,7 @@ from helpers.tool_config import compose_tool
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mnistlab.config.train import validate
+from mnistlab.settings.schema import validate
 
 README = ROOT / "README.md"
 CUT = ["trainer.max_steps=2"]  # after the README's own arguments and quick_overrides (synthetic data, quiet)
@@ -81,7 +81,7 @@ def workspace(mnist_dir, tmp_path_factory) -> dict:
 
 def train_as_written(arguments: list, data_dir: Path, run_dir: Path) -> dict:
     """train.py's task, in this process, with its config saved where Hydra saves it (eval.py and the rest read it)."""
-    from mnistlab.training.train import train
+    from mnistlab.tasks.train import train
 
     cfg = compose(arguments + quick_overrides(data_dir, run_dir) + CUT)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
@@ -109,17 +109,16 @@ def test_the_readme_starts_with_commands_that_run_on_a_fresh_clone():
     text = README.read_text()
     assert FIRST_TRAIN == ["python", "train.py"]  # the data in data/ (downloaded or copied): no folder to name
     assert "../shared" not in text and "/work/" not in text  # paths of one machine only
-    assert ["python", "-m", "mnistlab.runs.report", "outputs/<date>/<time>"] in COMMANDS
+    assert ["python", "-m", "mnistlab.tasks.report", "outputs/<date>/<time>"] in COMMANDS
     assert ["python", "-m", "pytest"] in COMMANDS
 
 
 @pytest.mark.parametrize("tokens", COMMANDS, ids=[" ".join(tokens) for tokens in COMMANDS])
 def test_readme_command(tokens, workspace, monkeypatch, tmp_path):
-    from mnistlab.runs import report
-    from mnistlab.tools import compare
-    from mnistlab.tools.eval import evaluate
-    from mnistlab.tools.export import export
-    from mnistlab.tools.predict import predict
+    from mnistlab.tasks import compare, report
+    from mnistlab.tasks.evaluate import evaluate
+    from mnistlab.tasks.export import export
+    from mnistlab.tasks.predict import predict
 
     for program, reason in NOT_RUN.items():
         if tuple(tokens[: len(program)]) == program:
@@ -153,7 +152,7 @@ def test_readme_command(tokens, workspace, monkeypatch, tmp_path):
         compare.main(arguments)
         if "--out" in arguments:
             assert (workspace["root"] / arguments[arguments.index("--out") + 1]).is_dir()
-    elif script == "mnistlab.runs.report":
+    elif script == "mnistlab.tasks.report":
         report.main(arguments)
         assert (Path(arguments[0]) / "report.png").is_file()
     else:

@@ -214,7 +214,8 @@ def test_a_picture_declaring_too_many_pixels_is_refused_before_decoding(tmp_path
     import struct
     import zlib
 
-    from mnistlab.received.image import ImageError, read_gray
+    from mnistlab.errors import ImageError
+    from mnistlab.received.image import read_gray
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

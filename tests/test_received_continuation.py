@@ -241,14 +241,14 @@ def hydra_value(override_value: str):
 
 @pytest.mark.parametrize("name", ["plain 1", "it's", "a=b,c", "x\\"])
 def test_quoted_folder_names_reach_the_job_unchanged(name):
-    from mnistlab.runs.run_dir import quoted
+    from mnistlab.settings.overrides import quoted
 
     assert hydra_value(quoted(name)) == name
 
 
 def test_folder_names_with_backslashes_reach_the_job_unchanged_and_interpolations_are_refused():
     from mnistlab.errors import UserError
-    from mnistlab.runs.run_dir import quoted
+    from mnistlab.settings.overrides import quoted
 
     for name in ("a\\b", "a\\'b", "a\\\\"):
         assert hydra_value(quoted(name)) == name

@@ -17,8 +17,8 @@ from PIL import Image
 from mnistlab.callbacks.predictions import Predictions
 from mnistlab.data.idx import read_idx
 from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
-from mnistlab.runs.report import main as report_main
-from mnistlab.tools.eval import evaluate
+from mnistlab.tasks.evaluate import evaluate
+from mnistlab.tasks.report import main as report_main
 
 OVERRIDES = ["model=mlp", "model.net.hidden=[16]", "seed=0", "optimizer.lr=1e-3", "report=true"]
 PNG = b"\x89PNG"
@@ -101,7 +101,7 @@ def test_report_is_remade_from_the_run_directory(run):
 
 
 def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
-    result = run_script("-m", "mnistlab.runs.report", str(tmp_path))
+    result = run_script("-m", "mnistlab.tasks.report", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr == f"error: {tmp_path} is not a run directory of train.py (no .hydra/config.yaml in it)\n"
 

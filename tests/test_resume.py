@@ -20,7 +20,7 @@ from helpers import ROOT, compose, quick_overrides
 from lightning.pytorch.callbacks import Callback
 
 from mnistlab.data.batches import TensorBatches
-from mnistlab.training.train import train
+from mnistlab.tasks.train import train
 
 TESTS = ROOT / "tests"
 # dropout and augmentation (random state), EMA, the cosine schedule: all must survive a resume

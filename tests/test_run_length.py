@@ -4,9 +4,9 @@ trainer.max_steps, and says so in one line; with max_steps it trains."""
 import pytest
 from helpers import compose, quick_overrides
 
-from mnistlab.config.train import validate
 from mnistlab.errors import ConfigError
-from mnistlab.training.train import train
+from mnistlab.settings.schema import validate
+from mnistlab.tasks.train import train
 
 
 @pytest.mark.parametrize("scheduler", ["cosine", "one_cycle", "exponential"])

@@ -1,5 +1,5 @@
 """Checkpoints load weights-only: a file crafted to run code when unpickled is refused, and runs nothing.
-And a checkpoint or saved run config is data: what it names to build is bounded (mnistlab.config.targets)."""
+And a checkpoint or saved run config is data: what it names to build is bounded (mnistlab.settings.targets)."""
 
 import os
 import re
@@ -16,10 +16,10 @@ from helpers import CONF, ROOT, compose, quick_overrides, run_script
 from helpers.tool_config import compose_tool, train_run
 from omegaconf import OmegaConf
 
-from mnistlab.config.targets import check_targets
 from mnistlab.errors import CheckpointError, UnsafeConfigError, UserError
 from mnistlab.runs.checkpoints import best_checkpoint, latest_checkpoint, load_checkpoint, load_classifier
-from mnistlab.training.train import train
+from mnistlab.settings.targets import check_targets
+from mnistlab.tasks.train import train
 
 
 class CreatesMarker:
@@ -58,8 +58,8 @@ def test_malicious_checkpoint_is_refused_in_process(malicious):
 
 
 def test_export_and_predict_refuse_it(malicious):
-    from mnistlab.tools.export import export
-    from mnistlab.tools.predict import predict
+    from mnistlab.tasks.export import export
+    from mnistlab.tasks.predict import predict
 
     path, marker = malicious
     for task, config in (
@@ -108,7 +108,7 @@ def test_best_is_what_train_tested_and_last_is_the_newest(mnist_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# A checkpoint (or a run's saved config) is data: what it names to build is bounded (mnistlab.config.targets).
+# A checkpoint (or a run's saved config) is data: what it names to build is bounded (mnistlab.settings.targets).
 # The files below load cleanly with weights_only=True; only their hyperparameters name something else.
 
 

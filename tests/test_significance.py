@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from mnistlab.tools.significance import mcnemar, numbers, paired, verdict, welch
+from mnistlab.sweeps.significance import mcnemar, numbers, paired, verdict, welch
 
 # Student's sleep data (Cushny and Peebles 1905; R's `sleep` data set): extra hours of sleep of ten patients
 # under two drugs. R's t.test(extra ~ group, data = sleep, paired = TRUE) prints t = -4.0621, df = 9,

@@ -19,7 +19,7 @@ from mnistlab.cli import run
 from mnistlab.perf.garbage import collections_paused
 from mnistlab.perf.profiler import NoProfiler
 from mnistlab.perf.speedups import apply_speedups
-from mnistlab.training.train import build, build_classifier, train
+from mnistlab.tasks.train import build, build_classifier, train
 
 SMALL_CNN = ["model=cnn", "model.net.channels=[4,8]", "model.net.fc_size=32"]
 SMALL_LSTM = ["model=lstm", "model.net.hidden_size=16"]

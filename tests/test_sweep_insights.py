@@ -58,7 +58,7 @@ def picture(path):
 
 
 def test_a_tiny_pareto_study_writes_the_front_importances_and_plots(mnist_dir, tmp_path):
-    from mnistlab.sweeps.summary import main
+    from mnistlab.tasks.summary import main
 
     sweep = tmp_path / "sweep"
     result = run_script(
@@ -118,7 +118,7 @@ def test_a_tiny_pareto_study_writes_the_front_importances_and_plots(mnist_dir, t
 
 
 def job(name: str, overrides: dict, metrics: dict, status: str = "ok"):
-    from mnistlab.sweeps.summary import Job
+    from mnistlab.sweeps.jobs import Job
 
     return Job(name, status, {k: str(v) for k, v in overrides.items()}, metrics, 1.0, None)
 
@@ -182,7 +182,7 @@ def test_pareto_front_by_definition_in_any_directions():
 
 
 def test_summary_cli_takes_several_metrics_and_drops_stale_plots(tmp_path, capsys):
-    from mnistlab.sweeps.summary import main
+    from mnistlab.tasks.summary import main
 
     sweep = tmp_path / "sweep"
     for i, (hidden, acc) in enumerate([(8, 0.90), (32, 0.97), (16, 0.93), (32, 0.95), (16, 0.91)]):
@@ -204,7 +204,7 @@ def test_summary_cli_takes_several_metrics_and_drops_stale_plots(tmp_path, capsy
     assert "Pareto front" not in capsys.readouterr().out and not (sweep / "pareto.png").exists()
     assert (sweep / "importance.png").exists() and (sweep / "parallel_coordinates.png").exists()
 
-    bad = run_script("-m", "mnistlab.sweeps.summary", str(sweep), *TWO_OBJECTIVES, "--direction", "maximize")
+    bad = run_script("-m", "mnistlab.tasks.summary", str(sweep), *TWO_OBJECTIVES, "--direction", "maximize")
     assert bad.returncode == 2
     assert bad.stderr.strip() == (
         "error: direction needs one direction per metric: 2 metrics, got ['maximize', 'minimize', 'maximize']"
@@ -239,7 +239,7 @@ def test_cnn_pareto_preset():
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     from hydra_plugins.mnistlab_sweepers._search_space import split
-    from mnistlab.config.train import register_schemas
+    from mnistlab.settings.schema import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):

@@ -267,7 +267,7 @@ def test_slurm_launcher_config_becomes_the_sbatch_script(tmp_path):
 def compose_with_hydra(overrides: list):
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.config.train import register_schemas
+    from mnistlab.settings.schema import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -376,7 +376,7 @@ def write_job(sweep_dir, name, overrides, status, metrics=None, error=None, seco
 
 
 def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
-    from mnistlab.sweeps.summary import main
+    from mnistlab.tasks.summary import main
 
     sweep = tmp_path / "sweep"
     pruning = "+callbacks.optuna_pruning={_target_:x,trial_id:%d}"
@@ -440,7 +440,7 @@ def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
     main([str(sweep), "--metric", "test/acc", "--direction", "minimize"])
     assert [r["job"] for r in read_summary(sweep)][:2] == ["0", "2"]
 
-    monkeypatch.setattr("mnistlab.sweeps.summary.CONSOLE_ROWS", 2)  # a long sweep: the console gets the best rows
+    monkeypatch.setattr("mnistlab.tasks.summary.CONSOLE_ROWS", 2)  # a long sweep: the console gets the best rows
     capsys.readouterr()
     main([str(sweep)])
     printed = capsys.readouterr().out
@@ -449,7 +449,7 @@ def test_summary_rebuilds_any_sweep(tmp_path, capsys, monkeypatch):
 
 
 def test_summary_of_a_folder_without_jobs_is_one_line(tmp_path):
-    result = run_script("-m", "mnistlab.sweeps.summary", str(tmp_path))
+    result = run_script("-m", "mnistlab.tasks.summary", str(tmp_path))
     assert result.returncode == 2
     assert (
         result.stderr.strip()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import compose, quick_overrides
 
-from mnistlab.training.train import train
+from mnistlab.tasks.train import train
 
 SMALL = {
     "softmax": [],

@@ -7,39 +7,13 @@ import warnings
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable, Iterator
 
-from mnistlab.errors import UserError
+from mnistlab.compat.hydra_help import speed_up_help
+from mnistlab.errors import UserError, one_line
 from mnistlab.perf.garbage import no_collection_at_exit
+from mnistlab.runs import distributed
+from mnistlab.settings.hydra_mode import in_multirun
 
 EXIT_BAD_INPUT = 2
-
-
-def fold(text: str) -> str:
-    """Hydra and OmegaConf messages span lines (option lists, full_key, search path): make one."""
-    text = text.split("Config search path")[0]
-    folded, in_list = "", False
-    for line in (raw.strip() for raw in text.splitlines()):
-        if not line or line.startswith(("full_key:", "object_type", "reference_type")):
-            continue
-        if not folded:
-            folded = line
-        elif folded.endswith(":"):
-            folded, in_list = f"{folded} {line}", True
-        elif in_list:
-            folded = f"{folded}, {line}"
-        else:
-            folded = f"{folded}{'' if folded.endswith('.') else '.'} {line}"
-    return folded
-
-
-def describe(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:  # "[Errno 20] Not a directory: 'x'" -> "x: Not a directory"
-        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
-    return fold(str(err))
-
-
-def one_line(err: BaseException) -> str:
-    parts = [describe(exc) for exc in (err, err.__cause__) if exc is not None]
-    return ": ".join(dict.fromkeys(part for part in parts if part))
 
 
 def expected_failures() -> tuple:
@@ -66,8 +40,6 @@ def exit_on_bad_input() -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        from mnistlab.runs import distributed  # nothing heavy: only what the process knows of its peers
-
         own = isinstance(err, UserError)  # this process's own error, even when a peer has stopped too
         if not own and distributed.is_peer_failure(err):
             distributed.say_once(distributed.peer_stopped_line(err))
@@ -86,13 +58,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{message} (see: {self.prog} --help)")
-
-
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def task_errors() -> AbstractContextManager:
@@ -117,8 +82,6 @@ def run(main: Callable[[], object]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us, not Hydra's report
     warnings_to_stdout()
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        from mnistlab.perf.help import speed_up_help
-
         speed_up_help()
     try:
         with exit_on_bad_input():

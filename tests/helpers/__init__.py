@@ -77,7 +77,7 @@ def compose(overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mnistlab.config.train import register_schemas
+    from mnistlab.settings.schema import register_schemas
 
     register_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):

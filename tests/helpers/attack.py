@@ -53,7 +53,7 @@ from typing import Callable, Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 SCRIPTS = ("train.py", "eval.py", "predict.py", "export.py", "compare.py")
-MODULES = {"report": "mnistlab.runs.report", "summary": "mnistlab.sweeps.summary"}  # python -m <module>
+MODULES = {"report": "mnistlab.tasks.report", "summary": "mnistlab.tasks.summary"}  # python -m <module>
 MEMORY_HEADROOM = int(os.environ.get("ATTACK_MEMORY_MB", "1536")) * 2**20
 GRACE_S = 30  # beyond a case's own time bound, before the parent gives up on the worker and kills it
 BASE_RUN = [  # the real run every case gets a copy of: a tiny MLP, a few steps (tests/helpers: quick_overrides)
@@ -273,13 +273,13 @@ def warm_up() -> None:
     import matplotlib.pyplot  # noqa: F401
     import torch
 
-    import mnistlab.runs.report  # noqa: F401
-    import mnistlab.sweeps.summary  # noqa: F401
-    import mnistlab.tools.compare  # noqa: F401
-    import mnistlab.tools.eval  # noqa: F401
-    import mnistlab.tools.export  # noqa: F401
-    import mnistlab.tools.predict  # noqa: F401
-    import mnistlab.training.train  # noqa: F401
+    import mnistlab.tasks.compare  # noqa: F401
+    import mnistlab.tasks.evaluate  # noqa: F401
+    import mnistlab.tasks.export  # noqa: F401
+    import mnistlab.tasks.predict  # noqa: F401
+    import mnistlab.tasks.report  # noqa: F401
+    import mnistlab.tasks.summary  # noqa: F401
+    import mnistlab.tasks.train  # noqa: F401
 
     torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from helpers import TEST_FILES, TRAIN_FILES, write_idx
-from mnistlab.tools.images import to_mnist
+from mnistlab.data.pictures import to_mnist
 
 
 def draw_digit(

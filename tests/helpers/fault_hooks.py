@@ -106,7 +106,7 @@ def patch_checkpoint_writes() -> None:
 
 def patch_build() -> None:
     """Adds a KillAt callback to the trainer train() builds: the run's config stays as an uninterrupted run's."""
-    import mnistlab.training.train as task
+    import mnistlab.tasks.train as task
 
     build = task.build
     step, _, where = os.environ[KILL_AT_STEP].partition(":")

@@ -12,7 +12,7 @@ def compose_tool(name: str, overrides: list):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mnistlab.config.tools import register_tool_schemas
+    from mnistlab.settings.tool_schema import register_tool_schemas
 
     register_tool_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -21,7 +21,7 @@ def compose_tool(name: str, overrides: list):
 
 def train_run(data_dir: Path, run_dir: Path, overrides: list) -> dict:
     """train() on quick_overrides + overrides, saving the config where Hydra would."""
-    from mnistlab.training.train import train
+    from mnistlab.tasks.train import train
 
     cfg = compose(quick_overrides(data_dir, run_dir) + overrides)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ from typing import Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from mnistlab.compat.hydra import job_outcome
 from mnistlab.errors import SweepRefused, UserError
-from mnistlab.perf.hydra_internals import job_outcome
 from mnistlab.sweeps.records import describe_error, is_pruned
 
 

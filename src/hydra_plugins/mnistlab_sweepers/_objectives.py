@@ -6,6 +6,8 @@ from typing import Any, Dict, List
 from mnistlab.errors import ConfigError
 from mnistlab.sweeps.objectives import Objectives, shown_value
 
+from ._search_space import as_overrides
+
 
 def check(objectives: Objectives, pruner_config: Any) -> None:
     for metric in objectives.metrics:
@@ -43,7 +45,6 @@ def progress(study, trial_number: int, objectives: Objectives, values: List[floa
 
 def pareto_front(study, objectives: Objectives, fixed: List[str]) -> List[Dict[str, Any]]:
     """The study's Pareto-optimal trials, best first by the first objective, each with its rerun command."""
-    from ._search_space import as_overrides
 
     sign = -1.0 if objectives.directions[0] == "maximize" else 1.0
     trials = sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from mnistlab.perf.hydra_internals import BasicSweeper, swept_params
+from mnistlab.compat.hydra import BasicSweeper, swept_params
 from mnistlab.sweeps import continuation
 
 from ._failures import FailureCap, SweepStopped

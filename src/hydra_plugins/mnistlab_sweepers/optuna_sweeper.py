@@ -26,15 +26,19 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.compat.hydra import job_outcome
 from mnistlab.errors import ConfigError
-from mnistlab.perf.hydra_internals import job_outcome
 from mnistlab.received.files import refuse_links
+from mnistlab.runs.checkpoints import global_step, latest_checkpoint
+from mnistlab.settings.overrides import quoted
 from mnistlab.sweeps.objectives import Objectives
+from mnistlab.sweeps.parallel import jobs_at_once
 from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, is_pruned, read_record
 from mnistlab.sweeps.study_storage import open_storage, shown
 
 from . import _objectives
 from ._failures import FailureCap, SweepStopped
+from ._search_space import as_overrides, split
 
 BEST_FILE, STORAGE_FILE = "best_params.yaml", "optuna.db"
 # User attributes of trials. Not counted towards n_trials: INTERRUPTED, one a killed sweep left running,
@@ -76,9 +80,6 @@ def sweep_is_gone(trial) -> bool:
 def continued(trial, sweep_dir: Path) -> List[str]:
     """The run of a trial a killed sweep left running continues from its newest checkpoint: its job folder
     becomes the new trial's (job numbers are trial numbers), and the job resumes there."""
-    from mnistlab.runs.checkpoints import global_step, latest_checkpoint
-    from mnistlab.runs.run_dir import quoted
-
     retry_of = trial.user_attrs.get("retry_of")
     if not isinstance(retry_of, int) or isinstance(retry_of, bool) or retry_of < 0:
         return []
@@ -187,15 +188,11 @@ class OptunaSweeper(Sweeper):
 
     def jobs_per_batch(self) -> int:
         """n_jobs, else as many as the launcher runs at once: joblib's n_jobs, SLURM's array_parallelism."""
-        from mnistlab.sweeps.parallel import jobs_at_once
-
         launcher = self.config.hydra.launcher
         return self.n_jobs or jobs_at_once(launcher) or launcher.get("array_parallelism") or 1
 
     def sweep(self, arguments: List[str]) -> None:
         import optuna
-
-        from ._search_space import as_overrides, split
 
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         self.check_settings()
@@ -356,8 +353,6 @@ class OptunaSweeper(Sweeper):
         import optuna
         from optuna.exceptions import UpdateFinishedTrialError
 
-        from ._search_space import as_overrides
-
         for stale in self.stale_trials(study):
             record = read_record(sweep_dir / str(stale.number))  # job number = trial number
             if record["status"] == "unfinished" or not set(as_overrides(stale.params)) <= set(record["overrides"]):
@@ -406,7 +401,7 @@ class OptunaSweeper(Sweeper):
         if not self.pruner_config:
             return []
         callback = {
-            "_target_": "mnistlab.callbacks.optuna_pruning.OptunaPruning",
+            "_target_": "mnistlab.sweeps.pruning.OptunaPruning",
             "storage": storage,
             "study_name": self.study_name,
             "trial_id": trial._trial_id,
@@ -444,8 +439,6 @@ class OptunaSweeper(Sweeper):
         study: this sweep's summary shows the whole study."""
         from optuna.trial import TrialState
 
-        from ._search_space import as_overrides
-
         for trial in counted(study):
             job_dir = sweep_dir / str(trial.number)
             if job_dir.exists() or not trial.state.is_finished():
@@ -465,8 +458,6 @@ class OptunaSweeper(Sweeper):
     def write_best(self, study, sweep_dir: Path, storage: str, fixed: List[str]) -> None:
         import yaml
         from optuna.trial import TrialState
-
-        from ._search_space import as_overrides
 
         trials = counted(study)
         counts = {

@@ -6,7 +6,7 @@ from typing import Optional
 
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from mnistlab.perf.lightning_internals import CSVLoggerBase, CSVWriterBase
+from mnistlab.compat.lightning import CSVLoggerBase, CSVWriterBase
 from mnistlab.received.records import read_metric_rows
 
 

@@ -2,9 +2,7 @@
 matrix, per-class accuracy, the most confused pairs and the most confident mistakes, with no second pass
 over the data (a second pass would double the CNN's test time on a CPU)."""
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 import lightning as L
@@ -115,15 +113,3 @@ class RecordPredictions(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.state.fn == TrainerFn.VALIDATING:
             self.finish(trainer)
-
-
-def write_tables(predictions: Predictions, confusion_path: Path, mistakes_path: Path, k: int = 25) -> None:
-    """The confusion matrix (rows true, columns predicted) and the k most confident mistakes as CSV."""
-    with open(confusion_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *range(predictions.classes)])
-        writer.writerows([label, *row] for label, row in enumerate(predictions.confusion().tolist()))
-    with open(mistakes_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "true", "predicted", "probability"])
-        writer.writerows((i, true, predicted, f"{p:.4f}") for i, true, predicted, p in predictions.mistakes(k))

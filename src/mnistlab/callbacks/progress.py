@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Optional
 
-from mnistlab.perf.lightning_internals import ProgressBarBase
+from mnistlab.compat.lightning import ProgressBarBase
 
 ADVERTISING = ("💡 Tip:",)  # Lightning's "try installing litlogger / litmodels", once or twice on every run
 

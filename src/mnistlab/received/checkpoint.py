@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from mnistlab.errors import CheckpointError, ReceivedFileError
-from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.received.schemas import check_size, typed_hparams
+from mnistlab.settings.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.settings.targets import check_targets
+from mnistlab.settings.upgrade import upgrade_hparams
 
 CHECKPOINT_SUFFIX = ".ckpt"
 MAX_COUNTER = 2**53  # steps and epochs: exact as floats too
@@ -118,7 +121,7 @@ def expected_weights(hparams: dict, trusted_modules: Iterable[str]) -> dict:
     """name -> (shape, dtype) of the Classifier these hyperparameters build, built on the meta device."""
     import torch
 
-    from mnistlab.training.classifier import Classifier
+    from mnistlab.training.classifier import Classifier  # start-up: Lightning loads when a checkpoint is read
 
     with torch.device("meta"):
         model = Classifier(**hparams, trusted_modules=trusted_modules)
@@ -129,9 +132,6 @@ def read_checkpoint(
     path, trusted_modules: Iterable[str] = (), max_parameters: Optional[int] = None
 ) -> ReceivedCheckpoint:
     """The checkpoint at `path`, validated (see the module's docstring). Raises CheckpointError in one line."""
-    from mnistlab.config.targets import check_targets
-    from mnistlab.config.upgrade import upgrade_hparams
-    from mnistlab.received.schemas import check_size, typed_hparams
 
     path = Path(path)
     checkpoint = load_file(path)

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.errors import ReceivedFileError
+from mnistlab.errors import ImageError, ReceivedFileError
 from mnistlab.received.files import read_bytes
-from mnistlab.received.limits import MAX_DECODE_SECONDS, MAX_IMAGE_PIXELS
+from mnistlab.settings.limits import MAX_DECODE_SECONDS, MAX_IMAGE_PIXELS
 
 MAX_IMAGE_BYTES = 64 << 20
-
-
-class ImageError(ReceivedFileError):
-    """A file that is not a readable picture of a digit."""
 
 
 class DecodeTooLong(Exception):

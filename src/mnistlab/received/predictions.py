@@ -7,7 +7,7 @@ import numpy as np
 
 from mnistlab.errors import ReceivedFileError
 from mnistlab.received.files import read_text
-from mnistlab.received.limits import MAX_CSV_BYTES
+from mnistlab.settings.limits import MAX_CSV_BYTES
 
 HEADER = "label,predicted"
 MAX_CLASS = 999  # a class number; the MNIST family's are 0 to 9

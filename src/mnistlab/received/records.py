@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mnistlab.errors import ReceivedFileError
 from mnistlab.received.files import read_text
-from mnistlab.received.limits import MAX_TEXT_BYTES
+from mnistlab.settings.limits import MAX_CSV_BYTES, MAX_TEXT_BYTES
 
 STATUSES = ("ok", "pruned", "failed", "unfinished")
 MAX_METRIC = 1e15  # larger values are no metric of a run; their means and spreads would overflow
@@ -88,9 +88,6 @@ def read_curves(path) -> Dict[str, Tuple[List[int], List[float]]]:
     import csv
     import io
 
-    from mnistlab.received.files import read_text
-    from mnistlab.received.limits import MAX_CSV_BYTES
-
     if not Path(path).exists():
         return {}
     curves: Dict[str, Tuple[List[int], List[float]]] = {}
@@ -125,9 +122,6 @@ def read_metric_rows(path) -> Tuple[List[str], List[dict]]:
     rows without a whole, non-negative step are left out."""
     import csv
     import io
-
-    from mnistlab.received.files import read_text
-    from mnistlab.received.limits import MAX_CSV_BYTES
 
     try:
         reader = csv.DictReader(io.StringIO(read_text(path, MAX_CSV_BYTES)))

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from mnistlab.errors import ReceivedFileError
+from mnistlab.received.schemas import check_run_sections
 from mnistlab.received.yaml_file import read_yaml
+from mnistlab.settings.targets import check_targets
+from mnistlab.settings.upgrade import upgrade_run_config
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 KEY = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*"
@@ -189,9 +192,6 @@ def read_run_config(
     by default {output_dir: run_dir}. for_training: also the trainer, callbacks and loggers are checked (they
     will be built), not only the data module and the model. overrides: the command line's changes, made to
     the unresolved config (so that, say, `+callbacks.x=null` drops an entry before it is checked)."""
-    from mnistlab.config.targets import check_targets
-    from mnistlab.config.upgrade import upgrade_run_config
-    from mnistlab.received.schemas import check_run_sections
 
     source = Path(run_dir) / SAVED_CONFIG
     config = upgrade_run_config(read_yaml(source))

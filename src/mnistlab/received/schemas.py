@@ -1,11 +1,13 @@
-"""Received values checked against the same typed schemas as the command line (mnistlab.config.train): unknown
+"""Received values checked against the same typed schemas as the command line (mnistlab.settings.schema): unknown
 keys and wrong types refused, every range checked, floats finite; and the size of the network they describe
 counted before any of its weights exist."""
 
 import math
 from typing import Iterable
 
-from mnistlab.errors import ReceivedFileError
+from mnistlab.errors import ConfigError, ReceivedFileError
+from mnistlab.settings import schema
+from mnistlab.settings.targets import check_targets
 
 CLASSIFIER = "mnistlab.training.classifier.Classifier"
 MAX_VALUES = 10_000  # in one typed section (a config of mnistlab has about a hundred)
@@ -19,8 +21,6 @@ TRAINING_LENGTH = {"max_epochs": 100_000, "max_steps": 1_000_000_000}  # in a sa
 
 
 def schema_tables():
-    from mnistlab.config import train as schema
-
     networks = {
         "mnistlab.models.softmax.SoftmaxRegression": schema.SoftmaxConfig,
         "mnistlab.models.mlp.MLP": schema.MLPConfig,
@@ -64,8 +64,6 @@ def typed(node, schema, source, where: str):
     checks run. Returns the plain values."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-
-    from mnistlab.errors import ConfigError
 
     if not isinstance(node, dict):
         raise ReceivedFileError(f"{source}: {where} must be a mapping, found a {type(node).__name__}")
@@ -152,8 +150,6 @@ def parameter_count(net: dict, trusted_modules: Iterable[str] = (), source="the 
     memory is taken for them."""
     import torch
     from hydra.utils import instantiate
-
-    from mnistlab.config.targets import check_targets
 
     check_targets({"net": net}, trusted_modules, source=str(source))
     with torch.device("meta"):

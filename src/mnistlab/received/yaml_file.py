@@ -8,7 +8,7 @@ import yaml
 
 from mnistlab.errors import ReceivedFileError
 from mnistlab.received.files import read_text
-from mnistlab.received.limits import MAX_TEXT_BYTES, MAX_YAML_DEPTH
+from mnistlab.settings.limits import MAX_TEXT_BYTES, MAX_YAML_DEPTH
 
 PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")}
 

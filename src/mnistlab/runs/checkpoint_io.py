@@ -12,6 +12,8 @@ from typing import Optional
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from mnistlab.received.checkpoint import lightning_state, read_checkpoint
+
 TEMPORARY = ".tmp"
 
 
@@ -76,7 +78,6 @@ class ValidatedCheckpointIO(TorchCheckpointIO):
             os.close(folder)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
-        from mnistlab.received.checkpoint import lightning_state, read_checkpoint
 
         prepared = self.prepared.get(os.path.realpath(path))
         if prepared is not None:

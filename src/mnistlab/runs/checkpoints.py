@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mnistlab.errors import CheckpointError, ReceivedFileError
-from mnistlab.received.checkpoint import CHECKPOINT_SUFFIX, checkpoint_in, load_file, read_checkpoint
+from mnistlab.received.checkpoint import CHECKPOINT_SUFFIX, checkpoint_in, counter, load_file, read_checkpoint
 from mnistlab.received.files import is_plain_file
 from mnistlab.runs.run_dir import CHECKPOINTS, run_dir_of
 
@@ -18,7 +18,7 @@ def load_checkpoint(path, mmap: bool = True) -> dict:
 def load_classifier(path, trusted_modules: Sequence[str] = (), max_parameters: Optional[int] = None):
     """The Classifier saved in a checkpoint, rebuilt from its validated hyperparameters, in eval mode; and the
     validated checkpoint (mnistlab.received.checkpoint). `trusted_modules`: the command line's, never the file's."""
-    from mnistlab.training.classifier import Classifier
+    from mnistlab.training.classifier import Classifier  # start-up: Lightning loads when a model is rebuilt, not before
 
     received = read_checkpoint(path, trusted_modules, max_parameters)
     model = Classifier(**received.hparams, trusted_modules=trusted_modules)
@@ -36,7 +36,6 @@ def checkpoint_files(run_dir: Path) -> list:
 
 def global_step(path: Path) -> Optional[int]:
     """A checkpoint's step, or None for a file being written or damaged (it is skipped)."""
-    from mnistlab.received.checkpoint import counter
 
     try:
         return counter(load_checkpoint(path), "global_step", path)

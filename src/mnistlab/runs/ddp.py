@@ -25,8 +25,11 @@ from typing import Optional
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 
+from mnistlab.compat.lightning import relaunches_command_line
+from mnistlab.errors import SweepRefused
 from mnistlab.runs.distributed import (
     PEERS,
+    WHAT_WORKS,
     failing_on_its_own,
     is_peer_failure,
     is_rank_zero,
@@ -37,6 +40,7 @@ from mnistlab.runs.distributed import (
     say_once,
     stop_children,
 )
+from mnistlab.settings.hydra_mode import in_multirun
 
 GRACE_S = 5.0  # how long rank 0's own error handling may take to print its line, once a process it started died
 LAST_WORD_S = 30.0  # its error handling's limit, should that hang
@@ -124,3 +128,17 @@ def exit_now() -> None:
     say_once(peer_stopped_line())
     sys.stdout.flush()
     os._exit(peer_stopped_exit_code())
+
+
+def refuse_relaunch_in_sweep(trainer) -> None:
+    """A sweep job whose trainer would start its other processes by running the command line again: each of
+    them would run the whole sweep (-m is on that command line)."""
+    relaunches = (
+        relaunches_command_line(trainer.strategy)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+    )
+    if in_multirun() and relaunches:
+        raise SweepRefused(
+            f"-m with trainer.devices={trainer.num_devices}: Lightning would start the other "
+            f"processes by running the whole sweep again; {WHAT_WORKS}"
+        )

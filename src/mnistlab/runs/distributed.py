@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable, List, Optional, Tuple
 
-from mnistlab.errors import SweepRefused, UserError
+from mnistlab.errors import UserError
 
 AGREE_TIMEOUT = timedelta(minutes=5)  # how long the other processes wait for rank 0's run folder
 WHAT_WORKS = (
@@ -55,23 +55,6 @@ def launch_arguments(argv: List[str]) -> List[str]:
         raise UserError(f"-m under torchrun or srun would run the whole sweep in every process: {WHAT_WORKS}")
     quiet = "hydra.output_subdir=null"
     return argv + [quiet] if launch[0] != 0 and quiet not in argv else argv
-
-
-def refuse_relaunch_in_sweep(trainer) -> None:
-    """A sweep job whose trainer would start its other processes by running the command line again: each of
-    them would run the whole sweep (-m is on that command line)."""
-    from mnistlab.cli import in_multirun
-    from mnistlab.perf.lightning_internals import relaunches_command_line
-
-    relaunches = (
-        relaunches_command_line(trainer.strategy)
-        and not trainer.strategy.cluster_environment.creates_processes_externally
-    )
-    if in_multirun() and relaunches:
-        raise SweepRefused(
-            f"-m with trainer.devices={trainer.num_devices}: Lightning would start the other "
-            f"processes by running the whole sweep again; {WHAT_WORKS}"
-        )
 
 
 def join_submitit_tasks() -> None:

@@ -3,20 +3,20 @@ the most confident mistakes) and <run>/report.md (final metrics, overrides, per-
 confused pairs), classes by their data set's names; and <run>/test_predictions.csv, the true and predicted class
 of every test image (python compare.py A B: McNemar's test).
 
-    python -m mnistlab.runs.report <run dir> [--data-dir DIR]
-
-train.py writes both when it ends (report=false: not); this remakes them for any run, testing its best
-checkpoint (the one train.py tested) again.
+train.py writes them when it ends (report=false: not); `python -m mnistlab.tasks.report <run dir>` remakes them.
 """
 
+import csv
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from mnistlab.cli import ArgumentParser
-from mnistlab.errors import UserError
+from mnistlab.data.datasets import DATASETS
+from mnistlab.errors import ReceivedFileError
+from mnistlab.received.predictions import HEADER
+from mnistlab.received.records import read_curves as read_received_curves
+from mnistlab.received.yaml_file import read_yaml
 
 PICTURE, MARKDOWN, PREDICTIONS = "report.png", "report.md", "test_predictions.csv"
 SHOWN_MISTAKES = 25  # a 5 x 5 grid
@@ -29,8 +29,6 @@ CURVES = {
 
 def read_curves(run_dir: Path) -> Dict[str, Tuple[List[int], List[float]]]:
     """Each column of metrics.csv as (steps, values), its empty cells left out."""
-    from mnistlab.received.records import read_curves as read_received_curves
-
     return read_received_curves(run_dir / "metrics.csv")
 
 
@@ -60,10 +58,6 @@ def plot_learning_rate(ax, curves: dict) -> None:
 
 def class_names(run_dir: Path, classes: int) -> List[str]:
     """The names of the run's data set's classes (data.dataset in its saved config), else their numbers."""
-    from mnistlab.data.datasets import DATASETS
-    from mnistlab.errors import ReceivedFileError
-    from mnistlab.received.yaml_file import read_yaml
-
     numbers = [str(c) for c in range(classes)]
     path = run_dir / ".hydra" / "config.yaml"
     try:
@@ -187,8 +181,6 @@ def markdown_table(header: list, rows: list) -> List[str]:
 
 
 def overrides_of(run_dir: Path) -> Optional[List[str]]:
-    from mnistlab.received.yaml_file import read_yaml
-
     path = run_dir / ".hydra" / "overrides.yaml"
     return [str(item) for item in read_yaml(path, list)] if path.exists() else None
 
@@ -235,55 +227,25 @@ def write_report(run_dir: Path, predictions, metrics: dict, tested_step: Optiona
 
 def write_predictions(predictions, path: Path) -> None:
     """label,predicted of every test image, in the test set's order (mnistlab.received.predictions reads it)."""
-    from mnistlab.received.predictions import HEADER
-
     pairs = zip(predictions.labels.tolist(), predictions.predicted.tolist())
     path.write_text("\n".join([HEADER, *(f"{label},{predicted}" for label, predicted in pairs)]) + "\n")
 
 
 def write_eval_details(predictions, output: Path, title: str) -> List[Path]:
     """eval.py: <output stem>-confusion.csv, -mistakes.csv and .png beside its JSON output."""
-    from mnistlab.callbacks.predictions import write_tables
-
     paths = [output.with_name(f"{output.stem}{suffix}") for suffix in ("-confusion.csv", "-mistakes.csv", ".png")]
     write_tables(predictions, paths[0], paths[1], SHOWN_MISTAKES)
     save_predictions_picture(paths[2], title, predictions)
     return paths
 
 
-def remake(run_dir: Path, data_dir: Optional[str] = None) -> None:
-    """Tests the run's best checkpoint again to write its report."""
-    from mnistlab.runs.run_dir import is_run_dir
-
-    if not is_run_dir(run_dir):  # before torch loads: a typo is answered at once
-        raise UserError(f"{run_dir} is not a run directory of train.py (no .hydra/config.yaml in it)")
-    from mnistlab.received.files import refuse_links
-    from mnistlab.received.records import read_metrics
-
-    refuse_links(run_dir)  # report.png and report.md are written there
-    from mnistlab.callbacks.predictions import RecordPredictions
-    from mnistlab.runs.checkpoints import resolve_checkpoint
-    from mnistlab.tools.eval import Evaluator, quiet_lightning
-
-    quiet_lightning()
-    checkpoint = resolve_checkpoint(run_dir)
-    recorder = RecordPredictions()
-    tested = Evaluator(run_dir, data_dir)(checkpoint, "test", callbacks=[recorder])
-    metrics_file = run_dir / "metrics.json"
-    metrics = read_metrics(metrics_file) if metrics_file.exists() else tested
-    write_report(run_dir, recorder.predictions, metrics, tested_step=tested["step"])
-    print(f"report written: {run_dir / PICTURE}, {run_dir / MARKDOWN}")
-
-
-def main(argv: Optional[list] = None) -> None:
-    parser = ArgumentParser(prog="python -m mnistlab.runs.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a run directory of train.py, e.g. outputs/2026-01-01/12-00-00")
-    parser.add_argument("--data-dir", help="the folder holding MNIST/raw/ (default: the run's data.data_dir)")
-    args = parser.parse_args(argv)
-    remake(args.run_dir, args.data_dir)
-
-
-if __name__ == "__main__":
-    from mnistlab.cli import run
-
-    run(lambda: main(sys.argv[1:]))
+def write_tables(predictions, confusion_path: Path, mistakes_path: Path, k: int = 25) -> None:
+    """The confusion matrix (rows true, columns predicted) and the k most confident mistakes as CSV."""
+    with open(confusion_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *range(predictions.classes)])
+        writer.writerows([label, *row] for label, row in enumerate(predictions.confusion().tolist()))
+    with open(mistakes_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "true", "predicted", "probability"])
+        writer.writerows((i, true, predicted, f"{p:.4f}") for i, true, predicted, p in predictions.mistakes(k))

@@ -1,27 +1,31 @@
-"""`train.py resume=<run dir>` / `ckpt_path=<run>/checkpoints/<file>`: the run's saved config and checkpoint.
+"""`train.py resume=<run dir>` / `ckpt_path=<run>/checkpoints/<file>` / `resume=auto`: continuing a run.
 
-The root train.py has already pointed Hydra at the run directory (runs.continue_in_run_dir);
-here the config becomes the run's own, with the command line's single-key overrides on top.
+Before Hydra starts, continue_in_run_dir points it at the run directory (resume=auto first finds the run);
+then resumed_config makes the config the run's own, with the command line's single-key overrides on top.
 """
 
 from pathlib import Path
+from typing import List, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.config.overrides import RUN_POINTERS, job_key
-from mnistlab.errors import UserError
+from mnistlab.errors import ReceivedFileError, UserError
 from mnistlab.received.checkpoint import ReceivedCheckpoint
 from mnistlab.received.files import refuse_links
-from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
 from mnistlab.received.schemas import check_size
-from mnistlab.runs.run_dir import FINAL_METRICS, SAVED_CONFIG, run_dir_of, saved_config
+from mnistlab.received.yaml_file import read_yaml
+from mnistlab.runs.checkpoints import latest_checkpoint, load_checkpoint
+from mnistlab.runs.preemption import is_requeued
+from mnistlab.runs.run_dir import FINAL_METRICS, SAVED_CONFIG, is_run_dir, run_dir_of, saved_config
+from mnistlab.settings.hydra_mode import in_multirun
+from mnistlab.settings.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.settings.overrides import RUN_POINTERS, argument, job_key, quoted
 
 
 def original_overrides(run_dir: Path) -> frozenset:
     """What the run was started with (its .hydra/overrides.yaml, read as data): said again, they change nothing."""
-    from mnistlab.received.yaml_file import read_yaml
 
     path = run_dir / ".hydra" / "overrides.yaml"
     return job_key(read_yaml(path, list)) if path.is_file() else frozenset()
@@ -49,12 +53,8 @@ def apply_overrides(cfg: DictConfig, overrides: list, groups: set, original: fro
 def requeued_sweep_job(cfg: DictConfig) -> bool:
     """A sweep job that SLURM started again after a requeue (preemption), whose folder holds an unfinished run
     with a checkpoint: it continues there rather than starting over."""
-    from mnistlab.cli import in_multirun
-    from mnistlab.runs.preemption import is_requeued
-
     if cfg.get("ckpt_path") is not None or not is_requeued() or not in_multirun():
         return False
-    from mnistlab.runs.checkpoints import latest_checkpoint
 
     folder = Path(cfg.paths.output_dir)
     return not (folder / FINAL_METRICS).exists() and latest_checkpoint(folder) is not None
@@ -77,8 +77,6 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         return cfg
     refuse_links(run_dir)  # the run's logs, metrics and checkpoints are written there again
     if ckpt_path is not None:
-        from mnistlab.runs.checkpoints import load_checkpoint
-
         load_checkpoint(ckpt_path)  # refuse an unsafe or damaged file before anything else
     hydra = HydraConfig.get()
     trusted = list(cfg.get("trusted_modules") or [])
@@ -98,8 +96,6 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     source = run_dir / SAVED_CONFIG
     check_size(OmegaConf.to_container(resumed.model.net), source, resumed.max_parameters, trusted)  # before building
     if ckpt_path is None:
-        from mnistlab.runs.checkpoints import latest_checkpoint
-
         ckpt_path = latest_checkpoint(run_dir)
         if ckpt_path is None:
             raise UserError(f"resume={cfg.resume}: the run saved no checkpoint yet; start it again instead")
@@ -149,3 +145,59 @@ def check_resumable(checkpoint: ReceivedCheckpoint, path, trainer_cfg, model, un
             f"{path}: its weights do not fit the model this config builds "
             f"(first difference: {differing[0]}); use the model settings it was trained with"
         )
+
+
+def unfinished_run(argv: List[str]) -> Optional[Path]:
+    """`resume=auto`: the newest run started with this command line's overrides that has not finished (no
+    metrics.json) and has a readable checkpoint: in `hydra.run.dir` if given, else in outputs/<date>/<time>."""
+    wanted = job_key([arg for arg in argv if "=" in arg and not arg.startswith("-")])
+    given = argument(argv, "hydra.run.dir")
+    found = [Path(given)] if given else [path.parents[1] for path in Path("outputs").glob(f"*/*/{SAVED_CONFIG}")]
+    runs = [
+        run
+        for run in found
+        if is_run_dir(run) and not run.is_symlink() and not (run / FINAL_METRICS).exists() and "${" not in str(run)
+    ]
+    for run in sorted(runs, key=lambda run: run.stat().st_mtime, reverse=True):
+        try:
+            if original_overrides(run) == wanted and latest_checkpoint(run) is not None:
+                return run
+        except ReceivedFileError:  # not a run of ours to continue
+            continue
+    return None
+
+
+def resolve_auto(argv: List[str]) -> List[str]:
+    """`resume=auto`: `resume=<that run>` when there is one to continue, else a new run; said on the console."""
+    if argument(argv, "resume") != "auto":
+        return argv
+    rest = [arg for arg in argv if not arg.startswith("resume=")]
+    if "-m" in argv or "--multirun" in argv:
+        print("resume=auto: a sweep continues in its own folder (hydra.sweep.dir=<that folder>)", flush=True)
+        return rest + ["resume=null"]
+    run = unfinished_run(rest)
+    if run is None:
+        print("resume=auto: no unfinished run of this configuration with a checkpoint: starting a new run", flush=True)
+        return rest + ["resume=null"]
+    print(f"resume=auto: continuing the unfinished run {run}", flush=True)
+    return rest + [f"resume={quoted(str(run))}"]
+
+
+def continue_in_run_dir(argv: List[str]) -> List[str]:
+    """`resume=<run dir>` or `ckpt_path=<run dir>/checkpoints/<file>`: make Hydra run in that
+    directory again, without overwriting its saved config (train() loads that config instead)."""
+    argv = resolve_auto(argv)
+    resume, ckpt_path = argument(argv, "resume"), argument(argv, "ckpt_path")
+    if resume in (None, "null") and ckpt_path in (None, "null"):
+        return argv
+    if resume not in (None, "null"):
+        if not is_run_dir(Path(resume)):
+            raise UserError(f"resume={resume} is not a run directory of train.py (no {SAVED_CONFIG} in it)")
+        run_dir = Path(resume)
+    else:
+        run_dir = run_dir_of(ckpt_path) if Path(ckpt_path).is_file() else None
+        if run_dir is None:  # a checkpoint from elsewhere: a new run, from this command line's config
+            return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise UserError("resume= and ckpt_path= continue one run: they do not combine with -m (multirun)")
+    return argv + [f"hydra.run.dir={quoted(str(run_dir.resolve()))}", "hydra.output_subdir=null"]

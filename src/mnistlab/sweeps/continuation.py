@@ -14,10 +14,10 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from hydra.errors import OverrideParseException
 
-from mnistlab.cli import one_line
-from mnistlab.config.overrides import job_key
-from mnistlab.errors import ReceivedFileError
+from mnistlab.errors import ReceivedFileError, one_line
 from mnistlab.received.files import refuse_links
+from mnistlab.runs.checkpoints import global_step, latest_checkpoint
+from mnistlab.settings.overrides import job_key, quoted
 from mnistlab.sweeps.records import RECORD, read_record
 
 ATTEMPTS = ".attempts"  # earlier tries of jobs that run again: kept for the record, left out of the summary
@@ -59,8 +59,6 @@ def next_numbers(sweep_dir: Path, taken: List[str]):
 def plan(sweep_dir: Path, jobs: List[List[str]]) -> List[PlannedJob]:
     """What each of `jobs` (override lists, in the sweeper's order) does. A sweep folder without jobs: all new,
     in Hydra's own folders, exactly as a fresh sweep."""
-    from mnistlab.runs.checkpoints import global_step, latest_checkpoint
-
     if not sweep_dir.is_dir():
         return [PlannedJob(list(job)) for job in jobs]
     refuse_links(sweep_dir)  # written again (multirun.yaml, jobs), folders moved
@@ -114,8 +112,6 @@ def set_aside(sweep_dir: Path, name: str) -> Path:
 def launch_overrides(job: PlannedJob, sweep_dir: Path) -> List[str]:
     """The overrides that run `job` in its folder: a continued job resumes there, without Hydra rewriting the
     config it was started with."""
-    from mnistlab.runs.run_dir import quoted
-
     if job.folder is None:
         return job.overrides
     overrides = job.overrides + [f"hydra.sweep.subdir={quoted(job.folder)}"]

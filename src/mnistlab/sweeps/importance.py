@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
+from mnistlab.sweeps.jobs import natural, numeric
+
 IMPORTANCE_FILE = "importance.png"
 EVALUATOR = "fANOVA"
 UNSET = "(unset)"  # a job without the override: one more value of the parameter
@@ -35,8 +37,6 @@ def distribution(values: List[str]):
     """The Optuna distribution the override values span (numbers as a range, anything else as choices), and the
     values as Optuna takes them."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    from mnistlab.sweeps.summary import natural, numeric
 
     numbers = numeric(values)
     if numbers is None:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import List, Tuple
 
+from mnistlab.sweeps.jobs import natural, numeric, short
 from mnistlab.sweeps.objectives import Objectives, shown_value
 
 PARALLEL_FILE = "parallel_coordinates.png"
@@ -53,7 +54,6 @@ def apart(ticks: list) -> list:
 
 
 def category_axis(values: List[str]) -> Tuple[List[float], list, bool]:
-    from mnistlab.sweeps.summary import natural, short
 
     categories = sorted(set(values), key=natural)
     step = 1 / (len(categories) - 1) if len(categories) > 1 else 0
@@ -63,7 +63,6 @@ def category_axis(values: List[str]) -> Tuple[List[float], list, bool]:
 
 def plot(jobs: list, params: List[str], objectives: Objectives, title: str, path: Path) -> bool:
     """False (and no file) with fewer than two swept parameters (summary.png says it all) or two finished jobs."""
-    from mnistlab.sweeps.summary import numeric, short
 
     scored = [job for job in jobs if all(job.value(m) is not None for m in objectives.metrics)]
     if len(params) < 2 or len(scored) < 2:

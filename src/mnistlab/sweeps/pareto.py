@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import List, Tuple
 
+from mnistlab.sweeps.jobs import short
 from mnistlab.sweeps.objectives import Objectives, shown_value
 from mnistlab.sweeps.parallel_coordinates import log_axis
 
@@ -33,7 +34,6 @@ def better(direction: str) -> str:
 
 
 def markdown(jobs: list, params: List[str], objectives: Objectives) -> str:
-    from mnistlab.sweeps.summary import short
 
     scored, on_front = front(jobs, objectives)
     wanted = "; ".join(f"{m}: {better(d)}" for m, d in zip(objectives.metrics, objectives.directions))

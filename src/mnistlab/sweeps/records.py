@@ -6,7 +6,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Optional
 
-from mnistlab.cli import one_line
+from mnistlab.errors import one_line
+from mnistlab.received.records import read_job_record, read_metrics
+from mnistlab.received.yaml_file import read_yaml
 
 RECORD = "job.json"
 PRUNING_OVERRIDE = "+callbacks.optuna_pruning"  # how the Optuna sweeper reaches a trial: not a parameter
@@ -49,8 +51,6 @@ def write_record(job_dir: Path, overrides: list, return_value: Any, completed: b
 def read_record(job_dir: Path) -> dict:
     """A job's record, read at the boundary (mnistlab.received.records); a job without one (killed, or run before
     records existed) is rebuilt from its files."""
-    from mnistlab.received.records import read_job_record, read_metrics
-    from mnistlab.received.yaml_file import read_yaml
 
     path = job_dir / RECORD
     if path.exists():

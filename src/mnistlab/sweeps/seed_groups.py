@@ -1,11 +1,13 @@
 """Runs that differ only by `seed` or by cross-validation fold (`data.fold`), as one row with mean ± std and n:
-the tables of compare.py and of every sweep's summary. Works on mnistlab.sweeps.summary.Job records (name,
+the tables of compare.py and of every sweep's summary. Works on mnistlab.tasks.summary.Job records (name,
 status, overrides, metrics, seconds)."""
 
 import math
 import statistics
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
+
+from mnistlab.sweeps.jobs import markdown
 
 SEED, FOLD = "seed", "data.fold"
 REPLICATES = (SEED, FOLD)  # repetitions of one configuration: a row of their mean ± std
@@ -105,7 +107,6 @@ def sort_groups(groups: List[Group], metric: str, direction: str = "maximize") -
 
 def seed_table(jobs: list, keys: List[str], metrics: List[str], direction: str) -> str:
     """A sweep summary's closing table: mean ± std over seeds and folds, when jobs differ only by those; else ''."""
-    from mnistlab.sweeps.summary import markdown
 
     groups = group_jobs(jobs, keys)
     if not set(REPLICATES) & set(keys) or len(groups) == len(jobs):

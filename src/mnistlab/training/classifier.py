@@ -14,11 +14,11 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnistlab.config.targets import check_targets
+from mnistlab.compat.lightning import CheapHookNames, should_update_logs
 from mnistlab.data.batches import TensorBatches
 from mnistlab.models.init import init_weights
 from mnistlab.models.normalize import Normalize
-from mnistlab.perf.lightning_internals import CheapHookNames, should_update_logs
+from mnistlab.settings.targets import check_targets
 from mnistlab.training.ema import EMA
 
 SUM_EVERY = 64  # training steps between updates of the epoch's loss and accuracy sums
@@ -39,7 +39,7 @@ class Classifier(CheapHookNames, L.LightningModule):
     factories as in conf/optimizer and conf/scheduler; ema: {enabled, decay}; mean/std: input normalisation,
     folded into the network; l2: penalty l2 * sum(w**2) / 2 on weights (not biases); label_smoothing: of the
     training loss; init, init_std, init_bias: mnistlab.models.init.init_weights' scheme for the network.
-    trusted_modules: modules besides mnistlab.config.targets' allowlist whose classes the configs may name.
+    trusted_modules: modules besides mnistlab.settings.targets' allowlist whose classes the configs may name.
     """
 
     def __init__(

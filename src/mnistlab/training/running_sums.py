@@ -7,9 +7,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import Metric
 
+from mnistlab.compat.lightning import logged_training_results, set_update_count
 from mnistlab.data.batches import TensorBatches
 from mnistlab.errors import CheckpointError
-from mnistlab.perf.lightning_internals import logged_training_results, set_update_count
 
 
 def is_tensors(value) -> bool:

@@ -12,8 +12,9 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from mnistlab.data.datasets import DATASETS
 from mnistlab.errors import ConfigError
-from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.settings.limits import DEFAULT_MAX_PARAMETERS
 
 
 def require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -22,7 +23,7 @@ def require(ok: bool, key: str, rule: str, value: Any) -> None:
 
 
 def check_trusted_modules(names: List[str]) -> None:
-    """trusted_modules (mnistlab.config.targets): module names whose classes configs and checkpoints may name."""
+    """trusted_modules (mnistlab.settings.targets): module names whose classes configs and checkpoints may name."""
     require(
         all(name and all(part.isidentifier() for part in name.split(".")) for name in names),
         "trusted_modules",
@@ -76,7 +77,6 @@ class DataConfig:
     split_seed: int = 0  # of the folds: the same for every seed, so that fold i is the same images in every run
 
     def __post_init__(self) -> None:
-        from mnistlab.data.datasets import DATASETS
 
         require(self.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}", self.dataset)
         if self.folds is None:
@@ -342,7 +342,7 @@ class TrainConfig:
     seed: Optional[int] = 42
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (all cores)
     compile: bool = False  # torch.compile the network
-    fast_loop: bool = False  # mnistlab.perf.fast_loop's training step instead of Lightning's own (same results)
+    fast_loop: bool = False  # mnistlab.compat.fast_loop's training step instead of Lightning's own (same results)
     ckpt_path: Optional[str] = None
     resume: Optional[str] = None  # a run directory: continue it (see mnistlab.runs.resume)
     report: bool = True  # report.png and report.md in the run directory (mnistlab.runs.report)

@@ -16,8 +16,9 @@ MOVED = {  # old module -> new module, for `_target_`s only (exact module match,
     "mnistlab.trackers": "mnistlab.callbacks.trackers",
     "mnistlab.progress": "mnistlab.callbacks.progress",
     "mnistlab.divergence": "mnistlab.callbacks.divergence",
-    "mnistlab.pruning": "mnistlab.callbacks.optuna_pruning",
+    "mnistlab.pruning": "mnistlab.sweeps.pruning",
     "mnistlab.profiler": "mnistlab.perf.profiler",
+    "mnistlab.callbacks.optuna_pruning": "mnistlab.sweeps.pruning",
 }
 SHARED = {  # conf/train.yaml's model block
     "optimizer": "${optimizer}",

@@ -6,12 +6,11 @@ size, grayscale or colour, and dark digits on a light background (inverted first
 as the network saw in training.
 """
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from mnistlab.received.image import ImageError, read_gray
+from mnistlab.errors import ImageError
 
 SIDE, BOX = 28, 20
 INK = 0.05  # of the brightest pixel: what counts as the digit when finding its bounding box
@@ -50,7 +49,3 @@ def to_mnist(gray: np.ndarray, invert: Optional[bool] = None, name: str = "image
     shift_row = int(np.clip(shift_row, -top, SIDE - top - height))
     shift_col = int(np.clip(shift_col, -left, SIDE - left - width))
     return np.roll(field, (shift_row, shift_col), axis=(0, 1))
-
-
-def load_digit(path: Path, invert: Optional[bool] = None) -> np.ndarray:
-    return to_mnist(read_gray(path), invert, str(path))

@@ -7,7 +7,7 @@ time; runs that differ only by `seed` or by cross-validation fold (`data.fold`) 
 Markdown goes to the console; --out DIR also writes compare.csv and compare.png (val/acc against step,
 one colour per row). Given two paths, each a run or the runs of one configuration (a sweep over seeds or folds),
 it then tells whether their test/acc differs: the difference A − B, its 95% confidence interval and p-value
-(mnistlab.tools.significance), and which is better or that the data cannot tell.
+(mnistlab.sweeps.significance), and which is better or that the data cannot tell.
 """
 
 import csv
@@ -17,9 +17,13 @@ from typing import Dict, List, Optional, Tuple
 
 from mnistlab.cli import ArgumentParser
 from mnistlab.errors import UserError
+from mnistlab.received.predictions import read_predictions
+from mnistlab.received.records import read_start_time
+from mnistlab.runs.report import PREDICTIONS, pyplot, read_curves
+from mnistlab.sweeps.jobs import Job, markdown, natural, parse_overrides, swept_keys
 from mnistlab.sweeps.records import RECORD, read_record
 from mnistlab.sweeps.seed_groups import REPLICATES, SEED, csv_rows, describe, group_jobs, markdown_rows, sort_groups
-from mnistlab.sweeps.summary import Job, markdown, natural, parse_overrides, swept_keys
+from mnistlab.sweeps.significance import mcnemar, numbers, paired, verdict, welch
 
 METRICS = ["val/acc", "test/acc"]
 TESTED = "test/acc"  # the metric that compare.py A B tests
@@ -46,7 +50,6 @@ def run_dirs(path: Path) -> List[Path]:
 
 def seconds_of(run_dir: Path) -> Optional[float]:
     """A single run keeps no job.json: from its start (env.json) to its final metrics.json."""
-    from mnistlab.received.records import read_start_time
 
     env, final = run_dir / "env.json", run_dir / "metrics.json"
     if not (env.exists() and final.exists()):
@@ -70,7 +73,6 @@ def load_job(run_dir: Path) -> Job:
 
 def plot(groups: list, path: Path) -> None:
     """val/acc against step of every run, one colour per group."""
-    from mnistlab.runs.report import pyplot, read_curves
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -142,15 +144,13 @@ def by_pair(jobs: List[Job]) -> Optional[Dict[tuple, float]]:
 
 def disagreements(a: Job, b: Job) -> Tuple[Optional[tuple], str]:
     """(right by A only, right by B only, images) from the two runs' recorded test predictions, or why not."""
-    from mnistlab.received.predictions import read_predictions
-    from mnistlab.runs.report import PREDICTIONS
 
     files = [Path(job.name) / PREDICTIONS for job in (a, b)]
     if not all(path.exists() for path in files):
         lacking = " and ".join(job.name for job, path in zip((a, b), files) if not path.exists())
         return None, (
             f"{lacking} kept no {PREDICTIONS} (run with report=false, or before it existed; "
-            "python -m mnistlab.runs.report <run> writes it)"
+            "python -m mnistlab.tasks.report <run> writes it)"
         )
     (labels_a, predicted_a), (labels_b, predicted_b) = (read_predictions(path) for path in files)
     if len(labels_a) != len(labels_b) or (labels_a != labels_b).any():
@@ -161,7 +161,6 @@ def disagreements(a: Job, b: Job) -> Tuple[Optional[tuple], str]:
 
 def test_of(jobs_a: List[Job], jobs_b: List[Job]):
     """The Difference of A and B by the test their runs allow, or the reason there is none."""
-    from mnistlab.tools.significance import mcnemar, paired, welch
 
     if len(jobs_a) == 1 and len(jobs_b) == 1:
         counts, why = disagreements(jobs_a[0], jobs_b[0])
@@ -182,7 +181,6 @@ def test_of(jobs_a: List[Job], jobs_b: List[Job]):
 
 def against(path_a: Path, path_b: Path):
     """(the Difference or None, the lines to print) of A's test/acc against B's."""
-    from mnistlab.tools.significance import numbers, verdict
 
     jobs = {"A": side(path_a), "B": side(path_b)}
     lines = [f"{TESTED} of A against B:"]

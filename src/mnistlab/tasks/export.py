@@ -14,10 +14,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from mnistlab.config.train import validate
 from mnistlab.errors import DataError, UserError
 from mnistlab.received.files import refuse_links
+from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
 from mnistlab.runs.run_dir import data_config, run_dir_of
+from mnistlab.settings.schema import validate
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 INPUT, OUTPUT = "images", "logits"
@@ -77,7 +78,6 @@ def export_onnx(net: nn.Module, example: torch.Tensor, path: Path):
 def export(cfg: DictConfig) -> dict:
     """export.py: write the file, then compare its logits with the checkpoint's on test images."""
     validate(cfg)
-    from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)

@@ -12,7 +12,7 @@ a module overriding a step hook, a 16-bit scaler, distributed or profiled runs, 
 after a mid-epoch restart) go through Lightning's own `advance`; `fast_loop=false` always does.
 
 It reaches into Lightning's private loop, connector and result classes (each use says why), so it is
-installed only on the Lightning versions it was checked against (mnistlab.perf.lightning_internals.
+installed only on the Lightning versions it was checked against (mnistlab.compat.lightning.
 CHECKED_LIGHTNING_VERSIONS); on another, Lightning's own loop runs and one warning line says so.
 """
 
@@ -33,7 +33,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
-from mnistlab.perf.lightning_internals import CHECKED_LIGHTNING_VERSIONS, unchecked_lightning_version
+from mnistlab.compat.lightning import CHECKED_LIGHTNING_VERSIONS, unchecked_lightning_version
 from mnistlab.perf.profiler import NoProfiler
 
 log = logging.getLogger(__name__)

@@ -8,18 +8,42 @@ import sys
 import warnings
 from pathlib import Path
 
+import lightning as L
+import torch
+import torch.distributed
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
-from mnistlab.config.train import validate
+from mnistlab.callbacks.interrupt import PREEMPTION, Interrupted, SaveOnInterrupt
+from mnistlab.callbacks.predictions import RecordPredictions
+from mnistlab.callbacks.progress import drop_advertising
+from mnistlab.callbacks.validate_at_stop import ValidateAtStop
+from mnistlab.compat.fast_loop import install as install_fast_loop
 from mnistlab.errors import CheckpointError, UserError
 from mnistlab.perf.garbage import collections_paused
+from mnistlab.perf.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
+from mnistlab.received.checkpoint import lightning_state, read_checkpoint
+from mnistlab.runs.checkpoint_io import ValidatedCheckpointIO
+from mnistlab.runs.checkpoints import global_step
+from mnistlab.runs.ddp import refuse_relaunch_in_sweep
+from mnistlab.runs.disk_full import disk_full_error
+from mnistlab.runs.distributed import is_peer_failure, join_submitit_tasks, quiet_other_ranks
+from mnistlab.runs.environment import write_environment
+from mnistlab.runs.preemption import requeue
+from mnistlab.runs.report import write_report
+from mnistlab.runs.resume import check_resumable, is_own_checkpoint, resumed_config
+from mnistlab.runs.run_dir import FINAL_METRICS
+from mnistlab.settings.schema import validate
+from mnistlab.sweeps.parallel import default_threads
+from mnistlab.training.precision import check_precision
+from mnistlab.training.running_sums import ResumeState
 
 log = logging.getLogger(__name__)
 
 
 def build_all(cfg: DictConfig, target_key: str) -> list:
     """Instantiate each entry of a dict-of-configs group (callbacks, logger); null entries are off."""
-    from hydra.utils import instantiate
 
     group = cfg.get(target_key) or {}
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
@@ -28,8 +52,6 @@ def build_all(cfg: DictConfig, target_key: str) -> list:
 def stopped(signum: int, what: str, cfg: DictConfig) -> None:
     """Ctrl-C or SIGTERM: say how to continue; SLURM's warning before the time limit: requeue the job. Exit
     128 + signal number as a shell would."""
-    from mnistlab.callbacks.interrupt import PREEMPTION
-    from mnistlab.runs.preemption import requeue
 
     run_dir = os.path.relpath(cfg.paths.output_dir)
     then = requeue(run_dir) if signum in PREEMPTION else f"continue with: python train.py resume={run_dir}"
@@ -39,14 +61,12 @@ def stopped(signum: int, what: str, cfg: DictConfig) -> None:
 
 def build_classifier(cfg: DictConfig):
     """The LightningModule of cfg.model (conf/model/<name>.yaml), given this command line's trusted_modules."""
-    from hydra.utils import instantiate
 
     return instantiate(cfg.model, _convert_="all", trusted_modules=list(cfg.get("trusted_modules") or []))
 
 
 def build_datamodule(cfg: DictConfig, **overrides):
     """The LightningDataModule of cfg.data (conf/data/<name>.yaml), with `overrides` of its arguments."""
-    from hydra.utils import instantiate
 
     return instantiate(cfg.data, _convert_="all", **overrides)
 
@@ -55,24 +75,6 @@ def build(cfg: DictConfig) -> tuple:
     """The (datamodule, model, trainer) that train() fits, with threads and seed set: the benchmark reuses it."""
     warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning's own, on torch >= 2.9
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
-
-    import lightning as L
-    import torch
-    from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ProgressBar
-
-    from mnistlab.callbacks.interrupt import SaveOnInterrupt
-    from mnistlab.callbacks.progress import drop_advertising
-    from mnistlab.callbacks.validate_at_stop import ValidateAtStop
-    from mnistlab.perf.fast_loop import install as install_fast_loop
-    from mnistlab.perf.speedups import FreezeStartupObjects, apply_speedups, cheap_cuda_checks
-    from mnistlab.received.checkpoint import lightning_state, read_checkpoint
-    from mnistlab.runs.checkpoint_io import ValidatedCheckpointIO
-    from mnistlab.runs.resume import check_resumable, is_own_checkpoint
-    from mnistlab.runs.run_dir import FINAL_METRICS
-    from mnistlab.sweeps.parallel import default_threads
-    from mnistlab.training.precision import check_precision
-    from mnistlab.training.running_sums import ResumeState
 
     drop_advertising()  # Lightning's "try installing ..." tips
     cheap_cuda_checks()
@@ -119,20 +121,11 @@ def build(cfg: DictConfig) -> tuple:
 
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
-    from mnistlab.runs.distributed import join_submitit_tasks, quiet_other_ranks, refuse_relaunch_in_sweep
-    from mnistlab.runs.resume import resumed_config
-
     join_submitit_tasks()
     quiet_other_ranks()
     cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
-    validate(cfg)  # every range check, before anything heavy happens (Lightning loads below)
-    with collections_paused():  # imports and building: objects that all live on
-        from mnistlab.callbacks.interrupt import Interrupted, SaveOnInterrupt
-        from mnistlab.callbacks.predictions import RecordPredictions
-        from mnistlab.runs.checkpoints import global_step
-        from mnistlab.runs.environment import write_environment
-        from mnistlab.runs.report import write_report
-
+    validate(cfg)  # every range check, before any data or model is built
+    with collections_paused():  # building: objects that all live on
         datamodule, model, trainer = build(cfg)
     refuse_relaunch_in_sweep(trainer)
     if trainer.is_global_zero:  # env.json, requirements.txt: before fitting, so that a crashed run has them
@@ -145,12 +138,9 @@ def train(cfg: DictConfig) -> dict:
     except Interrupted as stop:
         stopped(stop.signum, f"checkpoint of step {stop.step} saved in {os.path.relpath(stop.path)}", cfg)
     except Exception as err:
-        from mnistlab.runs.disk_full import disk_full_error
-
         full = disk_full_error(err, cfg.paths.output_dir, trainer.global_step)
         if full is not None:  # before the checks below: a full disk is never the restored checkpoint's fault
             raise full from None
-        from mnistlab.runs.distributed import is_peer_failure
 
         if cfg.ckpt_path is None or isinstance(err, UserError) or is_peer_failure(err):
             raise
@@ -194,8 +184,6 @@ def train(cfg: DictConfig) -> dict:
     if (
         trainer.world_size > 1
     ):  # ranks leave together, their process group closed: gloo can abort a process exiting with it open
-        import torch.distributed
-
         trainer.strategy.barrier()
         torch.distributed.destroy_process_group()
     return metrics

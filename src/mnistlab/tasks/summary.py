@@ -1,147 +1,54 @@
 """Summary of a sweep: one row per job (CSV, and Markdown on the console) and a plot of the metric
 against each swept parameter; below the table, what mattered (mnistlab.sweeps.insights).
 
-    python -m mnistlab.sweeps.summary <sweep dir> [--metric val/acc] [--direction maximize]
-    python -m mnistlab.sweeps.summary <sweep dir> --metric val/acc --metric model/parameters \
+    python -m mnistlab.tasks.summary <sweep dir> [--metric val/acc] [--direction maximize]
+    python -m mnistlab.tasks.summary <sweep dir> --metric val/acc --metric model/parameters \
         --direction maximize --direction minimize      # several objectives: their Pareto front
 
-Every multirun ends with it (mnistlab.sweeps.callback); run it by hand to rebuild the files of any past sweep.
+Every multirun ends with it (SweepSummary, the Hydra callback of conf/hydra/default.yaml, which also writes a
+record per job); run it by hand to rebuild the files of any past sweep.
 """
 
 import csv
+import logging
 import math
-import re
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any, List, Optional
 
-from mnistlab.cli import ArgumentParser
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mnistlab.cli import ArgumentParser, run
+from mnistlab.compat.hydra import job_outcome
 from mnistlab.errors import UserError
+from mnistlab.received.files import refuse_links
 from mnistlab.received.records import STATUSES  # unfinished: no record, e.g. the sweep was killed
-from mnistlab.sweeps.continuation import job_folders
+from mnistlab.received.yaml_file import read_yaml
+from mnistlab.runs.distributed import is_rank_zero
+from mnistlab.settings.overrides import RUN_POINTERS
 from mnistlab.sweeps.insights import insights
-from mnistlab.sweeps.objectives import Objectives, as_list, shown_value
-from mnistlab.sweeps.records import PRUNING_OVERRIDE, RECORD, finite, read_record
+from mnistlab.sweeps.jobs import (
+    Job,
+    columns,
+    find_jobs,
+    markdown,
+    natural,
+    numeric,
+    short,
+    sort_jobs,
+    swept_keys,
+    table_rows,
+)
+from mnistlab.sweeps.objectives import Objectives, as_list
+from mnistlab.sweeps.records import RECORD, write_record
 from mnistlab.sweeps.seed_groups import seed_table
 
+log = logging.getLogger(__name__)
 CSV_FILE, MARKDOWN_FILE, PLOT_FILE = "summary.csv", "summary.md", "summary.png"
-REPORTED = ("val/acc", "test/acc")
 CONSOLE_ROWS = 30  # the best ones; the files hold every row
-
-
-def natural(text: str) -> tuple:
-    """'10' after '9': job folders are numbers."""
-    parts = re.split(r"([0-9]{1,30})", text)  # ASCII digits only: int() of '²' or of 5000 digits fails
-    return tuple((0, int(part), "") if part.isdigit() and part.isascii() else (1, 0, part) for part in parts if part)
-
-
-def parse_overrides(overrides: list) -> dict:
-    pairs = (str(item).partition("=") for item in overrides)
-    return {key: value for key, _, value in pairs if key != PRUNING_OVERRIDE}
-
-
-@dataclass
-class Job:
-    name: str
-    status: str
-    overrides: dict
-    metrics: dict
-    seconds: Optional[float]
-    error: Optional[str]
-
-    def value(self, metric: str) -> Optional[float]:
-        return finite(self.metrics.get(metric)) if self.status == "ok" else None
-
-
-def find_jobs(sweep_dir: Path) -> List[Job]:
-    """Every job of the sweep (earlier tries of jobs run again, in .attempts/, left out)."""
-    jobs = []
-    for job_dir in sorted(job_folders(sweep_dir), key=lambda d: natural(str(d.relative_to(sweep_dir)))):
-        record = read_record(job_dir)
-        jobs.append(
-            Job(
-                name=str(job_dir.relative_to(sweep_dir)),
-                status=record["status"],
-                overrides=parse_overrides(record.get("overrides") or []),
-                metrics=record.get("metrics") or {},
-                seconds=record.get("seconds"),
-                error=record.get("error"),
-            )
-        )
-    return jobs
-
-
-def swept_keys(jobs: List[Job]) -> List[str]:
-    """Overrides whose value is not the same in every job."""
-    keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
-    return [key for key in keys if len({job.overrides.get(key) for job in jobs}) > 1]
-
-
-def sort_jobs(jobs: List[Job], metric: str, direction: str) -> List[Job]:
-    sign = -1.0 if direction == "maximize" else 1.0
-
-    def key(job: Job) -> tuple:
-        value = job.value(metric)
-        return (
-            value is None,
-            sign * value if value is not None else 0.0,
-            STATUSES.index(job.status),
-            natural(job.name),
-        )
-
-    return sorted(jobs, key=key)
-
-
-def short(value: str) -> str:
-    """Optuna's floats with four significant digits; everything else as typed."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return f"{number:.4g}" if "." in value or "e" in value.lower() else value
-
-
-def columns(metric: str, *more: str) -> List[str]:
-    """The metrics shown: the optimised one(s), then val/acc and test/acc."""
-    return list(dict.fromkeys([metric, *more, *REPORTED]))
-
-
-def table_rows(jobs: List[Job], params: List[str], metric: str, *more: str) -> List[dict]:
-    rows = []
-    for job in jobs:
-        row = {"job": job.name, "status": job.status}
-        row.update({key: job.overrides.get(key, "") for key in params})
-        for name in columns(metric, *more):
-            value = finite(job.metrics.get(name))
-            row[name] = "" if value is None else shown_value(value)
-        row["time (s)"] = "" if job.seconds is None else f"{job.seconds:.1f}"
-        row["error"] = job.error or ""
-        rows.append(row)
-    return rows
-
-
-def markdown(rows: List[dict], params: List[str]) -> str:
-    if not rows:
-        return ""
-    header = list(rows[0])
-
-    def cell(name: str, value: str) -> str:
-        value = short(value) if name in params else value
-        value = value if len(value) <= 90 else value[:87] + "..."
-        return value.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(name, row[name]) for name in header) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def numeric(values: list) -> Optional[List[float]]:
-    try:
-        numbers = [float(value) for value in values]
-    except (ValueError, TypeError, OverflowError):
-        return None
-    return numbers if all(math.isfinite(number) for number in numbers) else None
 
 
 MARKERS = {"pruned": ("v", "tab:gray"), "failed": ("x", "tab:red"), "unfinished": ("x", "tab:orange")}
@@ -251,8 +158,6 @@ def plot(jobs: List[Job], params: List[str], metric: str, direction: str, title:
 
 def sweep_settings(sweep_dir: Path) -> tuple:
     """The optimised metric and direction the sweep itself used (its multirun.yaml), else val/acc, maximize."""
-    from mnistlab.received.yaml_file import read_yaml
-
     settings = sweep_dir / "multirun.yaml"
     hydra = read_yaml(settings).get("hydra") if settings.exists() else None
     sweeper = hydra.get("sweeper") if isinstance(hydra, dict) else None
@@ -281,8 +186,6 @@ def summarize(sweep_dir: Path, metric: Any = None, direction: Any = None) -> Lis
         default_direction = "maximize"  # the sweep's directions were for its own metrics
     objectives = Objectives.of(metric or default_metric, direction or default_direction, prefix="")
     metric, direction = objectives.metrics[0], objectives.directions[0]  # the table's order, summary.png's axis
-    from mnistlab.received.files import refuse_links
-
     refuse_links(sweep_dir)  # summary.csv, .md and .png are written there
     jobs = find_jobs(sweep_dir)
     if not jobs:
@@ -331,7 +234,7 @@ def summarize(sweep_dir: Path, metric: Any = None, direction: Any = None) -> Lis
 
 
 def main(argv: Optional[list] = None) -> None:
-    parser = ArgumentParser(prog="python -m mnistlab.sweeps.summary", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m mnistlab.tasks.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. outputs/multirun/2026-01-01/12-00-00")
     parser.add_argument(
         "--metric",
@@ -349,7 +252,45 @@ def main(argv: Optional[list] = None) -> None:
     summarize(args.sweep_dir, args.metric, args.direction)
 
 
-if __name__ == "__main__":
-    from mnistlab.cli import run
+def in_multirun(config: DictConfig) -> bool:
+    return config.hydra.mode == RunMode.MULTIRUN
 
+
+class SweepSummary(Callback):
+    """Each job writes <job dir>/job.json when it ends; the multirun ends with python -m mnistlab.tasks.summary."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        self.started = time.time()
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        if not in_multirun(config) or not is_rank_zero():  # a job of several tasks (DDP) is recorded once
+            return
+        completed = job_return.status.name == "COMPLETED"
+        if not completed:  # the job's train.log gets the traceback; the console gets one line from the sweeper
+            log.error("job failed", exc_info=job_outcome(job_return))
+        overrides = [item for item in job_return.overrides or [] if item.split("=", 1)[0] not in RUN_POINTERS]
+        write_record(
+            Path(config.hydra.runtime.output_dir),
+            overrides,  # a continued job's resume= is how it was run, not what it is
+            job_outcome(job_return),
+            completed,
+            time.time() - self.started,
+        )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweeper = config.hydra.sweeper
+        try:
+            summarize(
+                Path(config.hydra.sweep.dir),
+                metric=sweeper.get("metric") or "val/acc",
+                direction=sweeper.get("direction") or "maximize",
+            )
+        except UserError as err:  # e.g. no job ran: the sweep itself did not fail
+            print(f"[sweep] no summary: {err}", flush=True)
+
+
+if __name__ == "__main__":
     run(lambda: main(sys.argv[1:]))

@@ -1,6 +1,6 @@
 """The private parts of Lightning (and of torchmetrics) that mnistlab uses, each behind a public name here,
 with the reason it is needed; nothing outside mnistlab.perf names them (tests/test_internals.py checks).
-mnistlab.perf.fast_loop, Lightning's training-epoch loop with a shorter step, keeps its own.
+mnistlab.compat.fast_loop, Lightning's training-epoch loop with a shorter step, keeps its own.
 
 They were checked against the Lightning versions in CHECKED_LIGHTNING_VERSIONS: on another version the fast
 loop is not installed (Lightning's own loop runs, with a warning) and tests/test_internals.py fails, until

@@ -11,10 +11,12 @@ prefix check would let attribute chains through (`torch.optim.adam.torch.load` i
 Interpolations (`${oc.create:...}`) are refused too: instantiate resolves them, so they could build anything."""
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from mnistlab.compat.hydra import locate  # instantiate's own lookup
 from mnistlab.errors import ConfigError, UnsafeConfigError
 
 NETWORK_KINDS = "mnistlab.models networks, torch.optim optimizers, mnistlab.training.schedulers"
@@ -44,13 +46,16 @@ def defined_in_module(obj, where: str) -> bool:
     return (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == where
 
 
+def modules_of(package: str) -> List[str]:
+    """The modules of one of mnistlab's packages, found by name: none of them is imported."""
+    return [info.name for info in pkgutil.iter_modules(importlib.util.find_spec(package).submodule_search_locations)]
+
+
 def network_rules() -> Dict[str, Callable[[object, str], bool]]:
     """What a Classifier builds: its network, optimizer and scheduler."""
-    import mnistlab.models  # the package only: its modules are listed, not imported
-
     rules = {
-        f"mnistlab.models.{info.name}": subclass_of("torch.nn", "Module", defined_here=True)
-        for info in pkgutil.iter_modules(mnistlab.models.__path__)
+        f"mnistlab.models.{name}": subclass_of("torch.nn", "Module", defined_here=True)
+        for name in modules_of("mnistlab.models")
     }
     rules["torch.optim"] = subclass_of("torch.optim", "Optimizer")
     rules["mnistlab.training.schedulers"] = defined_in_module
@@ -59,11 +64,9 @@ def network_rules() -> Dict[str, Callable[[object, str], bool]]:
 
 def data_rules() -> Dict[str, Callable[[object, str], bool]]:
     """What the tools (eval, export, report) build from a run's saved config: its data module alone."""
-    import mnistlab.data  # the package only: its modules are listed, not imported
-
     return {
-        f"mnistlab.data.{info.name}": subclass_of("lightning.pytorch", "LightningDataModule", defined_here=True)
-        for info in pkgutil.iter_modules(mnistlab.data.__path__)
+        f"mnistlab.data.{name}": subclass_of("lightning.pytorch", "LightningDataModule", defined_here=True)
+        for name in modules_of("mnistlab.data")
     }
 
 
@@ -123,7 +126,6 @@ def refusal(target, rules: dict, trusted: Tuple[str, ...]) -> Optional[str]:
         return "not a <module>.<Name> path"
     if module not in rules and not under(module, trusted):
         return f"{module} is neither allowed nor trusted"  # and so it is not imported
-    from mnistlab.perf.hydra_internals import locate  # instantiate's own lookup
 
     try:
         obj = locate(target)

@@ -9,8 +9,8 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from mnistlab.config.train import check_max_parameters, check_trusted_modules, require
-from mnistlab.received.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.settings.limits import DEFAULT_MAX_PARAMETERS
+from mnistlab.settings.schema import check_max_parameters, check_trusted_modules, require
 
 
 @dataclass
@@ -41,7 +41,7 @@ class EvalConfig:
     data: ToolDataConfig = field(default_factory=ToolDataConfig)
     output: Optional[str] = None
     threads: Optional[int] = None
-    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.config.targets
+    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.settings.targets
     max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
     watch: WatchConfig = field(default_factory=WatchConfig)
 
@@ -61,7 +61,7 @@ class ExportConfig:
     check_images: int = 256
     tolerance: float = 1e-4
     threads: Optional[int] = None
-    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.config.targets
+    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.settings.targets
     max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
 
     def __post_init__(self) -> None:
@@ -79,7 +79,7 @@ class PredictConfig:
     top_k: int = 1
     invert: Optional[bool] = None  # null: detect a light background and invert
     threads: Optional[int] = None
-    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.config.targets
+    trusted_modules: List[str] = field(default_factory=list)  # see mnistlab.settings.targets
     max_parameters: int = DEFAULT_MAX_PARAMETERS  # the largest network a checkpoint may build
     torchscript: bool = False  # run a TorchScript file: a program, not data (docs/security.md)
 

@@ -3,13 +3,18 @@
 import glob
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig
 
-from mnistlab.config.train import validate
-from mnistlab.errors import CheckpointError, UserError
+from mnistlab.data.pictures import to_mnist
+from mnistlab.errors import CheckpointError, ImageError, UserError
+from mnistlab.received.checkpoint import is_torchscript
+from mnistlab.received.image import read_gray
+from mnistlab.received.onnx_model import read_onnx
+from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
+from mnistlab.settings.schema import validate
 
 
 def load_model(path, trusted_modules=(), max_parameters=None, torchscript: bool = False):
@@ -17,14 +22,9 @@ def load_model(path, trusted_modules=(), max_parameters=None, torchscript: bool 
     directory), an ONNX file, or, only with torchscript=True, a TorchScript file (a program, not data)."""
     import torch
 
-    from mnistlab.received.checkpoint import is_torchscript
-    from mnistlab.runs.checkpoints import load_classifier, resolve_checkpoint
-
     named_by_a_run = Path(path).is_dir()
     path = resolve_checkpoint(path)
     if path.suffix == ".onnx":
-        from mnistlab.received.onnx_model import read_onnx
-
         return read_onnx(path)
     if is_torchscript(path):
         if named_by_a_run:  # never a program a run folder picks, even with torchscript=true
@@ -74,11 +74,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def load_digit(path: Path, invert: Optional[bool] = None) -> np.ndarray:
+    """A received picture as the network saw digits in training (mnistlab.data.pictures)."""
+    return to_mnist(read_gray(path), invert, str(path))
+
+
 def predict(cfg: DictConfig) -> list:
     """predict.py: print `<file>: <digit> (<probability>)` for each picture; bad files are reported
     on stderr and the others still predicted (exit code 2 if any was bad)."""
     validate(cfg)
-    from mnistlab.tools.images import ImageError, load_digit
 
     if cfg.threads is not None:
         import torch

@@ -6,12 +6,12 @@ the job reaches its trial through the study's storage, so it works with any laun
 
 import lightning as L
 
+from mnistlab.sweeps.study_storage import open_storage
+
 
 class OptunaPruning(L.Callback):
     def __init__(self, storage: str, study_name: str, trial_id: int, pruner, monitor: str = "val/acc"):
         import optuna
-
-        from mnistlab.sweeps.study_storage import open_storage
 
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=pruner)
         self.trial = optuna.trial.Trial(study, trial_id)  # the sweeper's trial, reached from this process

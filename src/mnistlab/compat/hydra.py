@@ -1,7 +1,7 @@
 """The private parts of Hydra that mnistlab uses, each behind a public name; nothing outside mnistlab.perf
 names them (tests/test_internals.py checks). Checked with hydra-core 1.3 (pyproject.toml pins <1.4).
 
-The config listing of `--help` (mnistlab.perf.help) patches Hydra's ConfigLoaderImpl: it is kept there.
+The config listing of `--help` (mnistlab.compat.hydra_help) patches Hydra's ConfigLoaderImpl: it is kept there.
 """
 
 from typing import Any, List

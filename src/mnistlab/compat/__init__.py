@@ -1,0 +1,1 @@
+"""Every use of a private Lightning, Hydra or torch name, each with the version it was checked against."""
