@@ -1,8 +1,8 @@
-"""Private names of Lightning, Hydra and their libraries are used in src/mnistlab/perf/ only, behind public
+"""Private names of Lightning, Hydra and their libraries are used in src/mnistlab/compat/ only, behind public
 functions (mnistlab.compat.lightning, mnistlab.compat.hydra, mnistlab.compat.fast_loop), and
-perf/ was checked against the installed Lightning.
+compat/ was checked against the installed Lightning.
 
-The scan reads every .py under src/ except src/mnistlab/perf/ with `ast` (comments and docstrings do not
+The scan reads every .py under src/ except src/mnistlab/compat/ with `ast` (comments and docstrings do not
 count) and reports, as file:line,
   (a) imports from lightning, lightning_fabric, pytorch_lightning, hydra, omegaconf or torchmetrics of a
       private module (a `_` segment: hydra._internal) or of a private name (_SubprocessScriptLauncher);
@@ -28,12 +28,11 @@ import lightning as L
 from mnistlab.compat.lightning import CHECKED_LIGHTNING_VERSIONS, unchecked_lightning_version
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC, PERF = ROOT / "src", ROOT / "src" / "mnistlab" / "perf"
+SRC, COMPAT = ROOT / "src", ROOT / "src" / "mnistlab" / "compat"
 LIBRARIES = ("lightning", "lightning_fabric", "pytorch_lightning", "hydra", "omegaconf", "torchmetrics")
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "_self_", "_name_"}
-# Private names of other libraries that mnistlab uses outside perf/ (this test is about Lightning's and Hydra's).
+# Private names of other libraries that mnistlab uses outside compat/ (this test is about Lightning's and Hydra's).
 OTHER_LIBRARIES = {
-    "_foreach_lerp_": "torch's multi-tensor lerp (training/ema.py): the EMA update of all weights in one call",
     "_exit": "os._exit (runs/ddp.py): a watching thread ends its process while the main thread waits on a dead peer",
     "_trial_id": "optuna's id of a trial (the Optuna sweeper): Trial(study, trial_id) needs it, nothing public has it",
 }
@@ -144,14 +143,14 @@ def private_uses(source: str, filename: str = "<sample>") -> list:
     return sorted(found, key=lambda line: (line.split(":")[0], int(line.split(":")[1])))
 
 
-def test_no_module_outside_perf_names_a_private_lightning_or_hydra_name():
+def test_no_module_outside_compat_names_a_private_lightning_or_hydra_name():
     found = []
     for path in sorted(SRC.rglob("*.py")):
-        if PERF not in path.parents:
+        if COMPAT not in path.parents:
             found += private_uses(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
     assert not found, (
-        "Lightning's and Hydra's private names belong in src/mnistlab/perf/ (lightning_internals.py, "
-        "hydra_internals.py), behind a public function, with the reason in one line:\n" + "\n".join(found)
+        "Lightning's and Hydra's private names belong in src/mnistlab/compat/ (lightning.py, hydra.py, "
+        "fast_loop.py, hydra_help.py), behind a public function, with the reason in one line:\n" + "\n".join(found)
     )
 
 
@@ -202,9 +201,9 @@ def test_the_scan_finds_each_kind_of_private_use():
     ]
 
 
-def test_perf_was_checked_against_the_installed_lightning():
+def test_compat_was_checked_against_the_installed_lightning():
     assert unchecked_lightning_version() is None, (
-        f"src/mnistlab/perf/ was checked against Lightning {', '.join(CHECKED_LIGHTNING_VERSIONS)}; run "
+        f"src/mnistlab/compat/ was checked against Lightning {', '.join(CHECKED_LIGHTNING_VERSIONS)}; run "
         f"tests/test_fast_loop.py and tests/test_internals.py on version {L.__version__} and add it to "
         "CHECKED_LIGHTNING_VERSIONS in src/mnistlab/compat/lightning.py (and to pyproject.toml's range)"
     )

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from mnistlab.compat.hydra import BasicSweeper, swept_params
+from mnistlab.compat.hydra import swept_params
+from mnistlab.compat.hydra_sweeper import BasicSweeper
 from mnistlab.sweeps import continuation
 
 from ._failures import FailureCap, SweepStopped

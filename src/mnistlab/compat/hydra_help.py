@@ -4,6 +4,9 @@ Hydra lists the config groups by asking for each group's options several times, 
 the whole config repository (our typed schemas included): those copies are most of the time `--help` takes.
 Nothing changes the repository while the help is written, so each answer is kept. The typed schemas' own
 groups (schema/...) are left out of the listing: they are not choices to make.
+
+Checked with hydra-core 1.3 (pyproject.toml pins <1.4). Fallback: where the class or its methods are not found,
+Hydra's own `--help` runs, slower and with the schema groups listed.
 """
 
 import functools
@@ -11,8 +14,12 @@ import functools
 
 def speed_up_help() -> None:
     # the class whose group listing --help calls: Hydra has no public hook into it, so its methods are wrapped
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    try:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
+        ConfigLoaderImpl.get_group_options, ConfigLoaderImpl.list_groups  # noqa: B018  (both still there)
+    except (ImportError, AttributeError):
+        return
     if getattr(ConfigLoaderImpl.get_group_options, "memoised", False):
         return
     original_options, original_groups = ConfigLoaderImpl.get_group_options, ConfigLoaderImpl.list_groups

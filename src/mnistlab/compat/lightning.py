@@ -1,5 +1,5 @@
 """The private parts of Lightning (and of torchmetrics) that mnistlab uses, each behind a public name here,
-with the reason it is needed; nothing outside mnistlab.perf names them (tests/test_internals.py checks).
+with the reason it is needed; nothing outside mnistlab.compat names them (tests/test_internals.py checks).
 mnistlab.compat.fast_loop, Lightning's training-epoch loop with a shorter step, keeps its own.
 
 They were checked against the Lightning versions in CHECKED_LIGHTNING_VERSIONS: on another version the fast
@@ -16,12 +16,12 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from torchmetrics import Metric
 
-# The Lightning releases whose internals mnistlab.perf was checked against (tests/test_fast_loop.py passed).
+# The Lightning releases whose internals mnistlab.compat was checked against (tests/test_fast_loop.py passed).
 CHECKED_LIGHTNING_VERSIONS = ("2.6.6",)
 
 
 def unchecked_lightning_version() -> Optional[str]:
-    """The installed Lightning's version when mnistlab.perf was not checked against it, else None."""
+    """The installed Lightning's version when mnistlab.compat was not checked against it, else None."""
     return None if L.__version__ in CHECKED_LIGHTNING_VERSIONS else L.__version__
 
 

@@ -5,6 +5,8 @@ import copy
 import torch
 from torch import nn
 
+from mnistlab.compat.torch import lerp_all
+
 
 class EMA(nn.Module):
     """Holds an averaged copy of `net`; its weights go into the checkpoint with the model's."""
@@ -21,7 +23,7 @@ class EMA(nn.Module):
     def update(self, net: nn.Module, num_updates: int) -> None:
         decay = min(self.decay, (1 + num_updates) / (10 + num_updates))  # TF's warm-up
         averaged, current = list(self.net.parameters()), list(net.parameters())
-        torch._foreach_lerp_(averaged, current, 1 - decay)
+        lerp_all(averaged, current, 1 - decay)
         for avg_buffer, buffer in zip(self.net.buffers(), net.buffers()):
             avg_buffer.copy_(buffer)  # BN statistics and normalisation constants: copied, not averaged
 
