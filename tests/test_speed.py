@@ -179,9 +179,9 @@ def test_cheap_cuda_checks_drop_the_nvml_check_only_without_a_gpu(gpu, monkeypat
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")  # resumed into a new run directory, on purpose
 def test_epoch_sums_group_the_same_steps_in_a_run_resumed_in_mid_epoch(mnist_dir, tmp_path, monkeypatch):
     """The steps' losses are added up every SUM_EVERY steps; a mid-epoch checkpoint keeps those not yet added."""
-    import mnistlab.training.classifier
+    import mnistlab.training.epoch_sums
 
-    monkeypatch.setattr(mnistlab.training.classifier, "SUM_EVERY", 3)
+    monkeypatch.setattr(mnistlab.training.epoch_sums, "SUM_EVERY", 3)
     base = [o for o in quick_overrides(mnist_dir, tmp_path) if not o.startswith("paths.")]
     base += ["model=softmax", "seed=3", "callbacks.checkpoint.every_n_train_steps=5", "callbacks.recent.save_top_k=-1"]
     epoch_metrics = ("train/loss_epoch", "train/acc_epoch")

@@ -20,8 +20,7 @@ from mnistlab.models.init import init_weights
 from mnistlab.models.normalize import Normalize
 from mnistlab.settings.targets import check_targets
 from mnistlab.training.ema import EMA
-
-SUM_EVERY = 64  # training steps between updates of the epoch's loss and accuracy sums
+from mnistlab.training.epoch_sums import EpochSums
 
 
 def plain(value):
@@ -74,6 +73,7 @@ class Classifier(CheapHookNames, L.LightningModule):
         self.val_acc, self.test_acc = (MulticlassAccuracy(classes, average="micro") for _ in range(2))
         # over every image, exact across DDP ranks; a NaN loss shows as NaN, without a host sync per batch to check
         self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(2))
+        self.train_sums = EpochSums()
 
     @property
     def inference_net(self) -> nn.Module:
@@ -84,52 +84,21 @@ class Classifier(CheapHookNames, L.LightningModule):
         """Logits for float images (N, 1, 28, 28) with pixels in [0, 1]."""
         return self.inference_net(x)
 
-    def reset_train_totals(self, saved: Optional[dict] = None) -> None:
-        """The epoch's training sums (loss * n, correct, n), kept on the device: no host sync per step."""
-        zero = torch.zeros((), device=self.device)
-        self.train_totals = {
-            "epoch": self.current_epoch,
-            "seen": saved["seen"] if saved else 0,
-            "loss": saved["loss"].to(self.device) if saved else zero,
-            "correct": saved["correct"].to(self.device) if saved else zero.clone(),
-        }
-        # (loss, logits, labels) of the steps not yet in the sums
-        self.unsummed = [tuple(t.to(self.device) for t in step) for step in saved.get("unsummed", [])] if saved else []
-
-    def sum_train_steps(self) -> dict:
-        """Adds the steps since the last call into the sums: a few tensor ops for many steps, rather
-        than five each step. Called every
-        SUM_EVERY steps and at the epoch's end only, so that the float sums group the same steps
-        however often the run logs or saves checkpoints (a resumed run logs the same values)."""
-        totals = self.train_totals
-        if self.unsummed:
-            losses, logits, labels = zip(*self.unsummed)
-            sizes = [len(batch) for batch in labels]
-            totals["loss"] += (torch.stack(losses) * torch.tensor(sizes, device=self.device)).sum()
-            totals["correct"] += (torch.cat(logits).argmax(1) == torch.cat(labels)).sum()
-            totals["seen"] += sum(sizes)
-            self.unsummed = []
-        return totals
-
     def on_train_start(self):
-        saved, self.resumed_totals = getattr(self, "resumed_totals", None), None
-        self.reset_train_totals(saved if saved is not None and saved["epoch"] == self.current_epoch else None)
+        saved, self.resumed_sums = getattr(self, "resumed_sums", None), None
+        resumed = saved is not None and saved["epoch"] == self.current_epoch
+        self.train_sums.reset(self.current_epoch, self.device, saved if resumed else None)
 
     def on_train_epoch_start(self):
-        if self.train_totals["epoch"] != self.current_epoch:  # a run resumed in mid-epoch keeps its sums
-            self.reset_train_totals()
+        if self.train_sums.epoch != self.current_epoch:  # a run resumed in mid-epoch keeps its sums
+            self.train_sums.reset(self.current_epoch, self.device)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
         logits = self.net(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        # self.log is costly per call (docs/performance.md): keep the step's outputs for the epoch sums
-        # and log only when the loggers write (every trainer.log_every_n_steps), with the names
-        # self.log(on_step, on_epoch) gives.
-        self.unsummed.append((loss.detach(), logits.detach(), labels))
-        if len(self.unsummed) == SUM_EVERY:
-            self.sum_train_steps()
-        if should_update_logs(self.trainer):  # Lightning's own test, as LearningRateMonitor's
+        self.train_sums.add(loss.detach(), logits.detach(), labels)  # the epoch's means, without a sync per step
+        if should_update_logs(self.trainer):  # the steps the loggers write (trainer.log_every_n_steps)
             with torch.no_grad():
                 accuracy = (logits.argmax(1) == labels).float().mean()
                 self.log_dict({"train/loss_step": loss, "train/acc_step": accuracy}, prog_bar=True)
@@ -138,27 +107,17 @@ class Classifier(CheapHookNames, L.LightningModule):
         return loss
 
     def on_train_epoch_end(self):
-        totals = self.sum_train_steps()
-        loss, accuracy = totals["loss"] / totals["seen"], totals["correct"] / totals["seen"]
+        loss, accuracy = self.train_sums.means()
         self.log_dict({"train/loss_epoch": loss, "train/acc_epoch": accuracy}, prog_bar=True, sync_dist=True)
         self.log_dict({"train/loss": loss, "train/acc": accuracy}, logger=False, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """A checkpoint taken in mid-epoch keeps the epoch's training sums, so a run resumed from it logs
-        the same train/*_epoch values as one never stopped (ResumeState keeps the rest of that state)."""
         batches = self.trainer.train_dataloader
-        if isinstance(batches, TensorBatches) and 0 < batches.batches_done < len(batches):
-            totals = self.train_totals
-            checkpoint["train_totals"] = {
-                "epoch": totals["epoch"],
-                "loss": totals["loss"].cpu(),
-                "correct": totals["correct"].cpu(),
-                "seen": totals["seen"],
-                "unsummed": [tuple(t.cpu() for t in step) for step in self.unsummed],
-            }
+        if isinstance(batches, TensorBatches) and 0 < batches.batches_done < len(batches):  # in mid-epoch
+            checkpoint["train_totals"] = self.train_sums.state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.resumed_totals = checkpoint.get("train_totals")  # used when training starts again
+        self.resumed_sums = checkpoint.get("train_totals")  # used when training starts again
 
     def update_ema(self, optimizer, args, kwargs) -> None:
         """After each optimizer step (a hook of the optimizer, so before step checkpoints are saved)."""
