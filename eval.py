@@ -12,7 +12,7 @@ register_tool_schemas()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg):
-    from mnistlab.tasks.evaluate import evaluate  # torch and Lightning load here, not for --help or --cfg
+    from mnistlab.tasks.evaluate import evaluate  # start-up: torch and Lightning load here, not for --help or --cfg
 
     with exit_on_bad_input():
         return evaluate(cfg)

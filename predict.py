@@ -10,7 +10,7 @@ register_tool_schemas()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg):
-    from mnistlab.tasks.predict import predict  # torch loads here, not for --help or --cfg
+    from mnistlab.tasks.predict import predict  # start-up: torch loads here, not for --help or --cfg
 
     with exit_on_bad_input():
         return predict(cfg)

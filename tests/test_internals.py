@@ -171,7 +171,7 @@ SAMPLE = textwrap.dedent(
         getattr(trainer.lightning_module, "_current_fx_name")
         where = "see hydra._internal.utils._locate", name == "_current_fx_name", "_step" + name.endswith("_step")
         cfg._target_, cfg.hydra.sweeper.sampler._target_, "_self_", "hydra.sweeper._target_"  # public
-        torch._foreach_lerp_  # OTHER_LIBRARIES
+        torch._foreach_lerp_, os._exit  # torch's private name belongs in compat/; os._exit is in OTHER_LIBRARIES
         trainer._not_a_name_anyone_defines
         # trainer._logger_connector in a comment is fine
 
@@ -195,6 +195,7 @@ def test_the_scan_finds_each_kind_of_private_use():
         (14, "the string '_current_fx_name'"),
         (15, "the string 'hydra._internal.utils._locate'"),
         (15, "the string '_current_fx_name'"),
+        (17, "torch._foreach_lerp_"),
         (18, "trainer._not_a_name_anyone_defines"),
         (23, "def _should_update in class Bar"),
         (24, "self._fs"),
