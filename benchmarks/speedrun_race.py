@@ -26,6 +26,7 @@ Then the start-up of train.py: seconds from launch to the end of the first train
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -68,26 +69,32 @@ def prepare_reference_data(data_dir: Path, work: Path) -> None:
 
 
 def timed(command: list, cwd: Path) -> tuple:
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stderr[-2000:]}")
-    return seconds, result.stdout
+    """(seconds, stdout, peak resident MiB) of one process: its own peak, from the kernel's record of it (wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{stderr[-2000:]}")
+    return seconds, stdout, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def run_mnistlab(seed: int, data_dir: Path, work: Path, extra: list) -> tuple:
     command = [sys.executable, str(ROOT / "train.py"), "experiment=speedrun", f"seed={seed}"]
     command += [f"data.data_dir={data_dir}", f"hydra.run.dir={work / f'mnistlab-{seed}'}", *extra]
-    seconds, out = timed(command, ROOT)
-    return seconds, 100 * float(re.search(r"test/acc ([0-9.]+)", out).group(1))
+    seconds, out, peak = timed(command, ROOT)
+    return seconds, 100 * float(re.search(r"test/acc ([0-9.]+)", out).group(1)), peak
 
 
 def run_reference(seed: int, notebook: Path, work: Path) -> tuple:
     script = work / f"reference-{seed}.py"
     script.write_text(reference_script(notebook, seed))
-    seconds, out = timed([sys.executable, str(script)], work)
-    return seconds, float(out.strip().splitlines()[-1])
+    seconds, out, peak = timed([sys.executable, str(script)], work)
+    return seconds, float(out.strip().splitlines()[-1]), peak
 
 
 def first_step_seconds(data_dir: Path, work: Path) -> float:
@@ -134,7 +141,8 @@ def main(argv=None) -> None:
             run_mnistlab(args.seeds[0], data_dir, work, args.overrides)
             run_reference(args.seeds[0], notebook, work)
         rows = []
-        print(f"{'seed':>4} | {'mnistlab s':>10} {'acc %':>6} | {'reference s':>11} {'acc %':>6}", flush=True)
+        side = f"{'acc %':>6} {'peak MiB':>8}"
+        print(f"{'seed':>4} | {'mnistlab s':>10} {side} | {'reference s':>11} {side}", flush=True)
         for i, seed in enumerate(args.seeds):
             ours_first = i % 2 == 0
             for side in ("mnistlab", "reference") if ours_first else ("reference", "mnistlab"):
@@ -143,12 +151,16 @@ def main(argv=None) -> None:
                 else:
                     theirs = run_reference(seed, notebook, work)
             rows.append((seed, *ours, *theirs))
-            print(f"{seed:>4} | {ours[0]:>10.2f} {ours[1]:>6.2f} | {theirs[0]:>11.2f} {theirs[1]:>6.2f}", flush=True)
+            print(
+                f"{seed:>4} | {ours[0]:>10.2f} {ours[1]:>6.2f} {ours[2]:>8.0f} | "
+                f"{theirs[0]:>11.2f} {theirs[1]:>6.2f} {theirs[2]:>8.0f}",
+                flush=True,
+            )
         first_steps = [first_step_seconds(data_dir, work) for _ in range(args.startup_repeats)]
 
-    ours_s, ours_acc = [r[1] for r in rows], [r[2] for r in rows]
-    theirs_s, theirs_acc = [r[3] for r in rows], [r[4] for r in rows]
-    ratios = [r[1] / r[3] for r in rows]
+    ours_s, ours_acc, ours_mib = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
+    theirs_s, theirs_acc, theirs_mib = [r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows]
+    ratios = [r[1] / r[4] for r in rows]
     print(
         f"\nmedian wall-clock: mnistlab {statistics.median(ours_s):.2f} s, "
         f"reference {statistics.median(theirs_s):.2f} s;"
@@ -161,6 +173,10 @@ def main(argv=None) -> None:
             f"{name}: {reached} of {len(accs)} seeds at {TARGET}% or more, mean {statistics.mean(accs):.2f}%,"
             f" min {min(accs):.2f}%"
         )
+    print(
+        f"peak resident memory (median): mnistlab {statistics.median(ours_mib):.0f} MiB, "
+        f"reference {statistics.median(theirs_mib):.0f} MiB (each run's report.md names mnistlab's largest parts)"
+    )
     print(
         f"\ntrain.py speedrun: launch to the end of the first training step {statistics.median(first_steps):.2f} s"
         f" (median of {len(first_steps)})"

@@ -124,3 +124,20 @@ def test_race_runs_the_reference_notebook_as_a_script_without_its_magics(tmp_pat
     namespace = {}
     exec(script.removeprefix("import torch\ntorch.manual_seed(7)\n"), namespace)  # what is left runs as Python
     assert namespace["x"] == 1
+
+
+def test_race_times_each_process_with_its_own_peak_memory(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from speedrun_race import timed
+
+    holds = "b = bytearray({size} << 20); b[::4096] = b'x' * len(b[::4096]); print('done')"  # touched: resident
+    _, large_out, large = timed([sys.executable, "-c", holds.format(size=200)], tmp_path)
+    _, small_out, small = timed([sys.executable, "-c", holds.format(size=8)], tmp_path)  # after: its own peak
+    assert small_out == large_out == "done\n"
+    assert 150 < large - small < 250
+    try:
+        timed([sys.executable, "-c", "raise SystemExit(3)"], tmp_path)
+    except SystemExit as refusal:
+        assert "failed" in str(refusal)
+    else:
+        raise AssertionError("a failing process was timed as if it had run")

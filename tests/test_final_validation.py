@@ -9,7 +9,7 @@ from helpers import run_script
 from helpers.tool_config import train_run
 
 from mnistlab.runs.checkpoints import best_checkpoint
-from mnistlab.tasks.evaluate import Evaluator
+from mnistlab.runs.evaluator import Evaluator
 
 SMALL = ["model=mlp", "model.net.hidden=[16]"]
 STEPS_PER_EPOCH = 16  # (600 - VAL_SIZE) images in batches of 32

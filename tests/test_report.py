@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 import torch
 import yaml
-from helpers import N_TEST, ROOT, TEST_FILES, run_script
+from helpers import N_TEST, N_TRAIN, ROOT, TEST_FILES, run_script
 from helpers.tool_config import compose_tool, train_run
 from PIL import Image
 
@@ -63,6 +63,21 @@ def test_report_holds_the_tested_checkpoints_test_results(run, mnist_dir):
     assert "![report](report.png)" in text
     with Image.open(run_dir / "report.png") as picture:
         assert picture.format == "PNG" and picture.size == (1200, 720)
+
+
+def test_report_names_the_peak_memory_and_its_largest_parts(run):
+    run_dir, _ = run
+    memory = (run_dir / "report.md").read_text().split("## Memory")[1]
+    parts = ("peak resident", "data set", "model", "optimizer state")
+    mib = {part: float(row_cells(memory, part)[0]) for part in parts}
+    images, labels = (N_TRAIN + N_TEST) * 28 * 28, (N_TRAIN + N_TEST) * 8  # uint8 pixels, int64 labels: one copy
+    assert mib["data set"] == pytest.approx((images + labels) / 2**20, abs=0.006)
+    model, _ = load_classifier(resolve_checkpoint(run_dir))
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20
+    assert mib["model"] == pytest.approx(weights, abs=0.006)
+    adam = 2 * sum(p.numel() * 4 for p in model.parameters()) / 2**20  # two float32 moments a weight
+    assert mib["optimizer state"] == pytest.approx(adam, abs=0.006)
+    assert mib["peak resident"] > 100 + sum(mib[part] for part in ("data set", "model", "optimizer state"))
 
 
 def test_eval_writes_the_confusion_matrix_and_the_most_confident_mistakes(run, mnist_dir, tmp_path):

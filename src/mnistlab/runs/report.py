@@ -185,7 +185,7 @@ def overrides_of(run_dir: Path) -> Optional[List[str]]:
     return [str(item) for item in read_yaml(path, list)] if path.exists() else None
 
 
-def report_markdown(run_dir: Path, metrics: dict, predictions, names: List[str]) -> str:
+def report_markdown(run_dir: Path, metrics: dict, predictions, names: List[str], memory: Optional[dict] = None) -> str:
     shown = [(name, metrics[name]) for name in FINAL_METRICS if isinstance(metrics.get(name), (int, float))]
     lines = [f"# Run {os.path.relpath(run_dir)}", "", f"![report]({PICTURE})", "", "## Final metrics", ""]
     lines += markdown_table(
@@ -210,10 +210,16 @@ def report_markdown(run_dir: Path, metrics: dict, predictions, names: List[str])
     ]
     lines += ["", "## Most confused pairs", ""]
     lines += markdown_table(["true", "predicted", "images", "of the true class"], confused) if confused else ["none"]
+    if memory:  # train.py's own process (a report remade later has none)
+        lines += ["", "## Memory (train.py's process, MiB)", ""]
+        lines += markdown_table(["part", "MiB"], [(part, f"{mib:.2f}") for part, mib in memory.items()])
+        lines += ["", "The rest of the peak is mostly the libraries (torch, Lightning) and a step's work."]
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: Path, predictions, metrics: dict, tested_step: Optional[int] = None) -> None:
+def write_report(
+    run_dir: Path, predictions, metrics: dict, tested_step: Optional[int] = None, memory: Optional[dict] = None
+) -> None:
     """report.png and report.md in the run directory, from the tested model's test-set predictions; the title
     names the tested checkpoint's step (the run may have trained on past its best)."""
     run_dir = Path(run_dir)
@@ -221,7 +227,7 @@ def write_report(run_dir: Path, predictions, metrics: dict, tested_step: Optiona
     title = f"{os.path.relpath(run_dir)}: test/acc {predictions.accuracy():.4f}, tested checkpoint of step {step}"
     names = class_names(run_dir, predictions.classes)
     save_report_picture(run_dir / PICTURE, title, read_curves(run_dir), predictions, names)
-    (run_dir / MARKDOWN).write_text(report_markdown(run_dir, metrics, predictions, names))
+    (run_dir / MARKDOWN).write_text(report_markdown(run_dir, metrics, predictions, names, memory))
     write_predictions(predictions, run_dir / PREDICTIONS)
 
 

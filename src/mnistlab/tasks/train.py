@@ -30,6 +30,7 @@ from mnistlab.runs.ddp import refuse_relaunch_in_sweep
 from mnistlab.runs.disk_full import disk_full_error
 from mnistlab.runs.distributed import is_peer_failure, join_submitit_tasks, quiet_other_ranks
 from mnistlab.runs.environment import write_environment
+from mnistlab.runs.memory import largest_parts, peak_resident_mib
 from mnistlab.runs.preemption import requeue
 from mnistlab.runs.report import write_report
 from mnistlab.runs.resume import check_resumable, is_own_checkpoint, resumed_config
@@ -168,6 +169,8 @@ def train(cfg: DictConfig) -> dict:
     metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
     metrics["step"] = trainer.global_step
     metrics["model/parameters"] = sum(p.numel() for p in model.net.parameters() if p.requires_grad)  # a trade-off axis
+    # not a metric: it differs between a run resumed and one never stopped (report.md shows it)
+    memory = {"peak resident": peak_resident_mib(), **largest_parts(datamodule, model, trainer.optimizers)}
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)
@@ -180,7 +183,7 @@ def train(cfg: DictConfig) -> dict:
         Path(cfg.paths.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
         if recorder.predictions is not None:
             tested_step = global_step(Path(best)) if best else trainer.global_step
-            write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics, tested_step)
+            write_report(Path(cfg.paths.output_dir), recorder.predictions, metrics, tested_step, memory)
     if (
         trainer.world_size > 1
     ):  # ranks leave together, their process group closed: gloo can abort a process exiting with it open
