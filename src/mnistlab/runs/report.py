@@ -213,7 +213,7 @@ def report_markdown(run_dir: Path, metrics: dict, predictions, names: List[str],
     if memory:  # train.py's own process (a report remade later has none)
         lines += ["", "## Memory (train.py's process, MiB)", ""]
         lines += markdown_table(["part", "MiB"], [(part, f"{mib:.2f}") for part, mib in memory.items()])
-        lines += ["", "The rest of the peak is mostly the libraries (torch, Lightning) and a step's work."]
+        lines += ["", "The rest of the peak is the work of a step and of an evaluation batch (data.eval_batch_size)."]
     return "\n".join(lines) + "\n"
 
 

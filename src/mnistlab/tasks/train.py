@@ -30,7 +30,7 @@ from mnistlab.runs.ddp import refuse_relaunch_in_sweep
 from mnistlab.runs.disk_full import disk_full_error
 from mnistlab.runs.distributed import is_peer_failure, join_submitit_tasks, quiet_other_ranks
 from mnistlab.runs.environment import write_environment
-from mnistlab.runs.memory import largest_parts, peak_resident_mib
+from mnistlab.runs.memory import largest_parts, peak_resident_mib, resident_mib
 from mnistlab.runs.preemption import requeue
 from mnistlab.runs.report import write_report
 from mnistlab.runs.resume import check_resumable, is_own_checkpoint, resumed_config
@@ -122,6 +122,7 @@ def build(cfg: DictConfig) -> tuple:
 
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` (conf/train.yaml); returns the final metrics as floats."""
+    libraries = resident_mib()  # before anything of the run is built
     join_submitit_tasks()
     quiet_other_ranks()
     cfg = resumed_config(cfg)  # resume=<run dir>: that run's saved config and newest checkpoint
@@ -170,7 +171,7 @@ def train(cfg: DictConfig) -> dict:
     metrics["step"] = trainer.global_step
     metrics["model/parameters"] = sum(p.numel() for p in model.net.parameters() if p.requires_grad)  # a trade-off axis
     # not a metric: it differs between a run resumed and one never stopped (report.md shows it)
-    memory = {"peak resident": peak_resident_mib(), **largest_parts(datamodule, model, trainer.optimizers)}
+    memory = {"peak resident": peak_resident_mib(), **largest_parts(libraries, datamodule, model, trainer.optimizers)}
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)
