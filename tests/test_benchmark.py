@@ -4,6 +4,8 @@ import json
 import shutil
 import sys
 
+import pytest
+
 from helpers import ROOT, VAL_SIZE, run_script
 
 MODELS = ("softmax", "mlp", "cnn", "lstm")
@@ -141,3 +143,32 @@ def test_race_times_each_process_with_its_own_peak_memory(tmp_path):
         assert "failed" in str(refusal)
     else:
         raise AssertionError("a failing process was timed as if it had run")
+
+
+@pytest.mark.slow  # six processes, about a minute
+def test_epoch_slope_times_whole_processes_of_both_sides(mnist_dir, tmp_path):
+    out = tmp_path / "slope.json"
+    overrides = [f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1", "data.batch_size=100"]
+    args = ["--models", "softmax", "--epochs", "1", "2", "--repeats", "1", "--json", str(out)]
+    result = run_script("benchmarks/epoch_slope.py", *args, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = json.loads(out.read_text()).values()
+    assert row["framework/raw"] == row["raw s/epoch"] / row["framework s/epoch"]
+    assert row["framework peak MiB"] > 100 and row["raw peak MiB"] > 100  # each process's own, torch loaded
+    assert "softmax" in result.stdout.splitlines()[1]
+
+
+def test_the_plain_loop_of_the_slope_learns(mnist_dir):
+    result = run_script(
+        "benchmarks/epoch_slope.py",
+        "--raw",
+        "2",
+        "model=mlp",
+        f"data.data_dir={mnist_dir}",
+        f"data.val_size={VAL_SIZE}",
+        "threads=1",
+        "optimizer.lr=3e-3",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracies = json.loads(result.stdout.strip().splitlines()[-1])
+    assert accuracies["val/acc"] > 0.5 and accuracies["test/acc"] > 0.5  # ten classes: chance is 0.1

@@ -1,0 +1,180 @@
+"""The framework's cost per epoch, measured on whole processes: train.py against a hand-written PyTorch loop.
+
+    python benchmarks/epoch_slope.py data.data_dir=<your MNIST folder>                  # every model, ~30 min
+    python benchmarks/epoch_slope.py --models mlp data.data_dir=<...> data.batch_size=128
+    python benchmarks/epoch_slope.py --epochs 1 2 --repeats 1 data.data_dir=<...>     # does it run?
+
+For each model, whole processes are timed from launch to exit, taking turns: `python train.py model=<m>
+trainer.max_epochs=E <overrides>` (its default configuration: validation every epoch, logging, checkpoints, the
+final test and report) and this file's own plain loop (`--raw`: the same network, batch size, optimizer and
+schedule over the same in-memory uint8 tensors, validating each epoch and testing at the end, nothing else), each
+for the two epoch counts of `--epochs` (1 and 3). The slope, (time at 3 - time at 1) / 2, is the time of an epoch
+with start-up cancelled; framework/raw is the raw loop's slope over the framework's (1.0: no cost per epoch). Each
+process's own peak resident memory is printed too. Medians of `--repeats`.
+
+benchmarks/throughput.py measures steps inside one process instead: docs/performance.md says why the two differ.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("softmax", "mlp", "cnn", "lstm")
+
+
+def timed(command: list, cwd: Path) -> tuple:
+    """(seconds, stdout, peak resident MiB) of one process; its own peak, from the kernel's record of it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise SystemExit(f"error: {' '.join(map(str, command))} failed:\n{stderr[-2000:]}")
+    return seconds, stdout, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def framework_command(model: str, epochs: int, overrides: list, run_dir: Path) -> list:
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        f"model={model}",
+        f"trainer.max_epochs={epochs}",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def raw_command(model: str, epochs: int, overrides: list) -> list:
+    return [sys.executable, __file__, "--raw", str(epochs), f"model={model}", *overrides]
+
+
+def raw_loop(epochs: int, overrides: list) -> None:
+    """A hand-written loop: what train.py's default run does each epoch, written out in plain PyTorch."""
+    import torch
+    import torch.nn.functional as F
+    from throughput import compose, device_of, network, optimizer_and_schedule  # benchmarks/, beside this file
+
+    from mnistlab.data.datasets import DATASETS
+    from mnistlab.data.idx import read_idx
+
+    cfg = compose(overrides)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed if cfg.seed is not None else 0)
+    device = device_of(cfg)
+    raw = Path(cfg.data.data_dir) / DATASETS[cfg.data.dataset].folder / "raw"
+    load = lambda prefix: (  # noqa: E731
+        read_idx(raw / f"{prefix}-images-idx3-ubyte.gz").to(device),
+        read_idx(raw / f"{prefix}-labels-idx1-ubyte.gz").long().to(device),
+    )
+    (images, labels), (test_images, test_labels) = load("train"), load("t10k")
+    v = cfg.data.val_size  # validation: the first val_size images, as the data module's default split
+    train, val, test = (images[v:], labels[v:]), (images[:v], labels[:v]), (test_images, test_labels)
+    batch_size, eval_batch_size = cfg.data.batch_size, cfg.data.eval_batch_size
+    steps_per_epoch = math.ceil(len(train[1]) / batch_size)
+    net = network(cfg, device, with_normalize=True)
+    optimizer, schedule = optimizer_and_schedule(cfg, net, steps_per_epoch, steps_per_epoch * epochs)
+    weights = [p for p in net.parameters() if p.ndim > 1]
+    l2, smoothing = cfg.model.get("l2", 0.0), cfg.model.get("label_smoothing", 0.0)
+
+    def accuracy(split) -> float:
+        net.eval()
+        correct = 0
+        with torch.inference_mode():
+            for x, y in zip(split[0].split(eval_batch_size), split[1].split(eval_batch_size)):
+                correct += (net(x.unsqueeze(1).float().div_(255)).argmax(1) == y).sum().item()
+        net.train()
+        return correct / len(split[1])
+
+    for _ in range(epochs):
+        for index in torch.randperm(len(train[1]), device=device).split(batch_size):
+            x = train[0].index_select(0, index).unsqueeze(1).float().div_(255)
+            loss = F.cross_entropy(net(x), train[1].index_select(0, index), label_smoothing=smoothing)
+            if l2:
+                loss = loss + l2 * 0.5 * sum(w.square().sum() for w in weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+        val_acc = accuracy(val)
+    print(json.dumps({"val/acc": val_acc, "test/acc": accuracy(test)}))
+
+
+def measure(model: str, epochs: tuple, overrides: list, repeats: int, work: Path) -> dict:
+    """Median slopes (s an epoch) and peaks of both sides, their runs taking turns."""
+    seconds = {(side, e): [] for side in ("framework", "raw") for e in epochs}
+    peaks = {"framework": [], "raw": []}
+    for repeat in range(repeats):
+        for e in epochs:
+            for side in ("framework", "raw") if repeat % 2 == 0 else ("raw", "framework"):
+                if side == "framework":
+                    command = framework_command(model, e, overrides, work / f"{model}-{e}-{repeat}")
+                else:
+                    command = raw_command(model, e, overrides)
+                took, _, peak = timed(command, ROOT)
+                seconds[(side, e)].append(took)
+                peaks[side].append(peak)
+    low, high = epochs
+    slope = {
+        side: statistics.median(b - a for a, b in zip(seconds[(side, low)], seconds[(side, high)])) / (high - low)
+        for side in ("framework", "raw")
+    }
+    return {
+        "framework s/epoch": slope["framework"],
+        "raw s/epoch": slope["raw"],
+        "framework/raw": slope["raw"] / slope["framework"],
+        "framework start s": statistics.median(seconds[("framework", low)]) - low * slope["framework"],
+        "raw start s": statistics.median(seconds[("raw", low)]) - low * slope["raw"],
+        "framework peak MiB": statistics.median(peaks["framework"]),
+        "raw peak MiB": statistics.median(peaks["raw"]),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: softmax, mlp, cnn, lstm")
+    parser.add_argument("--epochs", type=int, nargs=2, default=(1, 3), help="the two epoch counts of the slope")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--raw", type=int, help=argparse.SUPPRESS)  # this file run as the plain loop
+    parser.add_argument("overrides", nargs="*", help="train.py overrides for both sides (data.data_dir=...)")
+    args = parser.parse_args(argv)
+    if args.raw is not None:
+        return raw_loop(args.raw, args.overrides)
+    low, high = args.epochs
+    if not 0 < low < high:
+        raise SystemExit("error: --epochs takes two counts, the first smaller (1 3)")
+    models = args.models.split(",")
+    if unknown := set(models) - set(MODELS):
+        raise SystemExit(f"error: --models: unknown {', '.join(sorted(unknown))} (of {', '.join(MODELS)})")
+    columns = ("framework s/epoch", "raw s/epoch", "framework/raw", "framework peak MiB", "raw peak MiB")
+    print(f"{'model':8} " + " ".join(f"{c:>18}" for c in columns), flush=True)
+    table = {}
+    with tempfile.TemporaryDirectory(prefix="mnistlab-slope-") as tmp:
+        for model in models:
+            table[model] = measure(model, (low, high), args.overrides, args.repeats, Path(tmp))
+            print(f"{model:8} " + " ".join(f"{table[model][c]:>18.3f}" for c in columns), flush=True)
+    print(
+        f"\nslopes of whole processes, {low} against {high} epochs, median of {args.repeats}; start-up s: "
+        + ", ".join(f"{m} {t['framework start s']:.1f} / {t['raw start s']:.1f}" for m, t in table.items())
+    )
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
