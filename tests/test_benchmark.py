@@ -5,7 +5,6 @@ import shutil
 import sys
 
 import pytest
-
 from helpers import ROOT, VAL_SIZE, run_script
 
 MODELS = ("softmax", "mlp", "cnn", "lstm")
