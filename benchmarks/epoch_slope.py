@@ -18,31 +18,16 @@ benchmarks/throughput.py measures steps inside one process instead: docs/perform
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from processes import timed  # noqa: E402  (benchmarks/, beside this file)
+
 MODELS = ("softmax", "mlp", "cnn", "lstm")
-
-
-def timed(command: list, cwd: Path) -> tuple:
-    """(seconds, stdout, peak resident MiB) of one process; its own peak, from the kernel's record of it."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if process.returncode != 0:
-        raise SystemExit(f"error: {' '.join(map(str, command))} failed:\n{stderr[-2000:]}")
-    return seconds, stdout, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def framework_command(model: str, epochs: int, overrides: list, run_dir: Path) -> list:
@@ -176,5 +161,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

@@ -26,15 +26,14 @@ Then the start-up of train.py: seconds from launch to the end of the first train
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from processes import timed
 from startup import first_step_times  # benchmarks/, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,21 +65,6 @@ def prepare_reference_data(data_dir: Path, work: Path) -> None:
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))  # DataLoader(shuffle=True)
         torch.save(images[order].unsqueeze(1).contiguous(), work / "data" / f"{split}_data.pt")
         torch.save(labels[order].contiguous(), work / "data" / f"{split}_labels.pt")
-
-
-def timed(command: list, cwd: Path) -> tuple:
-    """(seconds, stdout, peak resident MiB) of one process: its own peak, from the kernel's record of it (wait4)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if process.returncode != 0:
-        raise SystemExit(f"error: {' '.join(command)} failed:\n{stderr[-2000:]}")
-    return seconds, stdout, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def run_mnistlab(seed: int, data_dir: Path, work: Path, extra: list) -> tuple:
