@@ -3,6 +3,10 @@
 import os
 from typing import Mapping, Optional
 
+from hydra.core.hydra_config import HydraConfig
+
+from mnistlab.settings.hydra_mode import in_multirun
+
 
 def cpu_count() -> int:
     """The cores this process may use (its affinity mask, as a SLURM task sees it)."""
@@ -27,9 +31,6 @@ def threads_per_job(launcher: Optional[Mapping], cores: Optional[int] = None) ->
 
 def default_threads() -> Optional[int]:
     """Threads for a job whose `threads` is null: its share of the cores when jobs run side by side."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not in_multirun():
         return None
     return threads_per_job(HydraConfig.get().launcher)
