@@ -1,19 +1,21 @@
 """Every entry point answers bad input the same way: one `error:` line, a non-zero exit, no traceback, and an
-earlier run's files left as they were, byte for byte."""
+earlier run's files left as they were, byte for byte.
+
+The cases run in-process, through each entry point's `__main__` path, in the worker that the attack tables share
+(tests/helpers/attack.py; tests/test_received_files.py checks it answers as a real process does); tests/test_cli.py
+runs the command-line exit codes in processes of their own."""
 
 import gzip
 import hashlib
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TRAIN_FILES, run_script, write_mnist
-from helpers.tool_config import train_run
+from helpers import TRAIN_FILES, attack
 
 TRAIN, EVAL, PREDICT, EXPORT = "train.py", "eval.py", "predict.py", "export.py"
-BENCHMARK, SUMMARY = "benchmarks/throughput.py", "-m mnistlab.tasks.summary"
+BENCHMARK, SUMMARY = "benchmarks/throughput.py", "summary"  # summary: python -m mnistlab.tasks.summary
 
 # (entry point, arguments): {run} is a finished mlp run, {data} good data, {tmp} an empty folder, {file} a text
 # file; the other names are files made in `places` below.
@@ -98,11 +100,16 @@ def broken_data(root: Path, good: Path, name: str, damage) -> Path:
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory) -> dict:
+def worker(tmp_path_factory) -> attack.Worker:
+    return attack.shared_worker(tmp_path_factory.getbasetemp() / "attack-logs")
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory, mnist_dir, worker) -> dict:
+    """A finished mlp run (the attack tables' real run: model.net.hidden=[16], 3 steps) and crafted inputs."""
     root = tmp_path_factory.mktemp("bad-input")
-    data = write_mnist(root / "data")
-    run = root / "run"
-    train_run(data, run, ["model=mlp", "model.net.hidden=[16]", "+trainer.limit_train_batches=3"])
+    data = mnist_dir
+    run = attack.base_artifacts(tmp_path_factory.getbasetemp(), mnist_dir, worker).run
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not a checkpoint, not a folder, not an image\n")
     [ckpt] = (run / "checkpoints").glob("epoch*.ckpt")
@@ -140,39 +147,42 @@ def test_the_table_is_large_and_covers_every_entry_point():
     assert {script for script, _ in CASES} == {TRAIN, EVAL, PREDICT, EXPORT, BENCHMARK, SUMMARY}
 
 
-def run_case(case: tuple, places: dict, work: Path) -> tuple:
+def run_case(case: tuple, places: dict, worker: attack.Worker, work: Path) -> tuple:
     """Runs one case in its own folder, against its own copy of the earlier run: (result, run before, run after)."""
     script, arguments = case
     work.mkdir()
-    run = shutil.copytree(places["run"], work / "run")
+    run = shutil.copytree(places["run"], work / "run", symlinks=True)
     before = fingerprint(run)
     args = [arg.format(**{**places, "run": run}) for arg in arguments.split()]
-    command = script.split() if script == SUMMARY else [str(ROOT / script)]
-    result = run_script(*command, *args, *(["threads=1"] if script == TRAIN else []), cwd=work)  # outputs/ land in work
-    return result, before, fingerprint(run)
+    job = {
+        "id": f"{script} {arguments}",
+        "tool": script,
+        "args": [*args, *(["threads=1"] if script == TRAIN else [])],
+        "cwd": str(work),  # outputs/ land in work
+        "capture": str(work / "capture"),
+        "canaries": [],
+        "outside": [],
+        "timeout": 120,
+    }
+    return worker.run(job), before, fingerprint(run)
 
 
 @pytest.fixture(scope="module")
-def outcomes(places, request, tmp_path_factory) -> dict:
-    """The selected cases, run three at a time: most of each is Python importing torch and Lightning."""
-    selected = [
-        item.callspec.params
-        for item in request.session.items
-        if getattr(item, "originalname", "") == "test_bad_input_gets_one_line"
-    ]
-    cases = [(params["script"], params["arguments"]) for params in selected]
+def outcomes(places, worker, request, tmp_path_factory) -> dict:
+    """The selected cases, one after another in the worker."""
+    selected = attack.selected(request, "test_bad_input_gets_one_line", "script"), attack.selected(
+        request, "test_bad_input_gets_one_line", "arguments"
+    )
     root = tmp_path_factory.mktemp("cases")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {case: pool.submit(run_case, case, places, root / str(n)) for n, case in enumerate(cases)}
-    return {case: future.result() for case, future in futures.items()}
+    return {case: run_case(case, places, worker, root / str(n)) for n, case in enumerate(zip(*selected))}
 
 
 @pytest.mark.parametrize("script, arguments", CASES, ids=[f"{s.split('/')[-1]} {a}" for s, a in CASES])
 def test_bad_input_gets_one_line(script, arguments, outcomes):
     result, before, after = outcomes[(script, arguments)]
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+    output = f"{result.get('crash') or ''}{result['stdout']}{result['stderr']}"
+    assert result["rc"] not in (0, None), output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+    last = result["stderr"].strip().splitlines()[-1] if result["stderr"].strip() else ""
     assert last.startswith("error: "), output[-3000:]
     assert after == before  # nothing of the earlier run changed

@@ -32,7 +32,7 @@ RUN = [
     "data.augment.shift=2",
     "seed=0",
     "trainer.max_epochs=3",
-    "fast_loop=true",  # its mid-epoch restart (Lightning's own step first) is what needs checking; off by default
+    "fast_loop=true",  # its mid-epoch restart (Lightning's own step first) is what needs checking (the default)
 ]
 STEPS_PER_EPOCH = 16  # (600 - VAL_SIZE) images in batches of 32
 

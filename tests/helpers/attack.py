@@ -52,7 +52,7 @@ from typing import Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-SCRIPTS = ("train.py", "eval.py", "predict.py", "export.py", "compare.py")
+SCRIPTS = ("train.py", "eval.py", "predict.py", "export.py", "compare.py", "benchmarks/throughput.py")
 MODULES = {"report": "mnistlab.tasks.report", "summary": "mnistlab.tasks.summary"}  # python -m <module>
 MEMORY_HEADROOM = int(os.environ.get("ATTACK_MEMORY_MB", "1536")) * 2**20
 GRACE_S = 30  # beyond a case's own time bound, before the parent gives up on the worker and kills it
@@ -346,6 +346,7 @@ def entry_point(tool: str, args: List[str]) -> Callable[[], None]:
     if tool in SCRIPTS:
         script = str(ROOT / tool)
         sys.argv[:] = [script, *args]
+        sys.path.insert(0, os.path.dirname(script))  # as `python <script>` does (ProcessState puts sys.path back)
         return lambda: runpy.run_path(script, run_name="__main__")
     module = MODULES[tool]
     sys.argv[:] = ["-m", *args]

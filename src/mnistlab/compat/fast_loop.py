@@ -74,6 +74,15 @@ def split_output(output: Any) -> tuple:
     )
 
 
+def set_running_hook(module: L.LightningModule, hook: Optional[str]) -> Optional[str]:
+    """Records `hook` as the one running (what self.log checks), returning the one before. A string or None is
+    never a parameter, buffer or submodule: object.__setattr__ skips nn.Module.__setattr__'s checks for them, which
+    cost more than a small network's step can spare when made several times a step."""
+    previous = module._current_fx_name
+    object.__setattr__(module, "_current_fx_name", hook)
+    return previous
+
+
 def saves_in_mid_epoch(callback: L.Callback) -> bool:
     """False for a ModelCheckpoint whose on_train_batch_end can only return (no every_n_train_steps,
     no train_time_interval): the loop leaves it out of that hook."""
@@ -145,12 +154,12 @@ class FastEpochLoop(_TrainingEpochLoop):
             return
         trainer = self.trainer
         module = trainer.lightning_module
-        previous, module._current_fx_name = module._current_fx_name, hook  # the running hook, which self.log checks
+        previous = set_running_hook(module, hook)
         for callback in callbacks:
             getattr(callback, hook)(trainer, module, *args)
         if on_module:
             getattr(module, hook)(*args)
-        module._current_fx_name = previous
+        set_running_hook(module, previous)
 
     def advance(self, data_fetcher) -> None:
         if not self.fast or self.restarting:
@@ -216,9 +225,9 @@ class FastEpochLoop(_TrainingEpochLoop):
         outputs = []
 
         def closure() -> Optional[torch.Tensor]:
-            previous, module._current_fx_name = module._current_fx_name, "training_step"  # as the strategy's hook call
+            previous = set_running_hook(module, "training_step")  # as the strategy's hook call
             loss, extra = split_output(trainer.strategy.training_step(*args))  # inside the plugin's autocast
-            module._current_fx_name = previous
+            set_running_hook(module, previous)
             outputs.append((loss, extra))
             progress.zero_grad.increment_ready()
             self.call_hook("on_before_zero_grad", optimizer)

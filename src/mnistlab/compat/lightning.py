@@ -25,24 +25,6 @@ def unchecked_lightning_version() -> Optional[str]:
     return None if L.__version__ in CHECKED_LIGHTNING_VERSIONS else L.__version__
 
 
-class CheapHookNames:
-    """A LightningModule mixin (before L.LightningModule in the bases): Lightning records the hook it is
-    running in the module before and after every hook call, many times a step; nn.Module.__setattr__'s
-    checks for parameters, buffers and submodules cost more than the small networks' steps can spare."""
-
-    def __setattr__(self, name, value):
-        if name == "_current_fx_name":  # the attribute Lightning sets around each hook (what self.log checks)
-            object.__setattr__(self, name, value)  # a string or None: never a parameter, buffer or module
-        else:
-            super().__setattr__(name, value)
-
-
-def should_update_logs(trainer: L.Trainer) -> bool:
-    """Whether this training step is one the loggers write (every trainer.log_every_n_steps): Lightning's own
-    test, as LearningRateMonitor uses it."""
-    return trainer._logger_connector.should_update_logs  # the test is a property of a private connector
-
-
 def logged_training_results(trainer: L.Trainer) -> Iterable:
     """The values logged (self.log) in the current training epoch: each has .value, a tensor or a Metric."""
     return trainer.fit_loop.epoch_loop._results.values()  # the loop's result collection has no public accessor

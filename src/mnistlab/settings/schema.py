@@ -342,7 +342,7 @@ class TrainConfig:
     seed: Optional[int] = 42
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (all cores)
     compile: bool = False  # torch.compile the network
-    fast_loop: bool = False  # mnistlab.compat.fast_loop's training step instead of Lightning's own (same results)
+    fast_loop: bool = True  # mnistlab.compat.fast_loop's training step instead of Lightning's own (same results)
     ckpt_path: Optional[str] = None
     resume: Optional[str] = None  # a run directory: continue it (see mnistlab.runs.resume)
     report: bool = True  # report.png and report.md in the run directory (mnistlab.runs.report)

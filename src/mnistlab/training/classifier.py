@@ -14,7 +14,6 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnistlab.compat.lightning import CheapHookNames, should_update_logs
 from mnistlab.data.batches import TensorBatches
 from mnistlab.models.init import init_weights
 from mnistlab.models.normalize import Normalize
@@ -30,7 +29,7 @@ def plain(value):
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-class Classifier(CheapHookNames, L.LightningModule):
+class Classifier(L.LightningModule):
     """Cross-entropy classifier; all arguments are plain dicts, strings and numbers, kept as its hyperparameters
     (checkpoints load weights-only, and rebuild it from them: mnistlab.runs.checkpoints.load_classifier).
 
@@ -98,13 +97,19 @@ class Classifier(CheapHookNames, L.LightningModule):
         logits = self.net(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         self.train_sums.add(loss.detach(), logits.detach(), labels)  # the epoch's means, without a sync per step
-        if should_update_logs(self.trainer):  # the steps the loggers write (trainer.log_every_n_steps)
+        if self.logs_this_step():
             with torch.no_grad():
                 accuracy = (logits.argmax(1) == labels).float().mean()
                 self.log_dict({"train/loss_step": loss, "train/acc_step": accuracy}, prog_bar=True)
         if self.l2:
             loss = loss + self.l2 * 0.5 * sum(w.square().sum() for w in self.weights)
         return loss
+
+    def logs_this_step(self) -> bool:
+        """Whether the loggers write this step (every trainer.log_every_n_steps, and the last one when stopped
+        early), as Lightning decides: a self.log call costs more than a small network's step, so only these log."""
+        every = self.trainer.log_every_n_steps
+        return bool(every) and ((self.global_step + 1) % every == 0 or self.trainer.should_stop)
 
     def on_train_epoch_end(self):
         loss, accuracy = self.train_sums.means()
