@@ -9,7 +9,7 @@ from mnistlab.perf.garbage import collections_paused
 from mnistlab.runs.distributed import launch_arguments
 from mnistlab.runs.resume import continue_in_run_dir
 from mnistlab.runs.run_dir import register_resolvers
-from mnistlab.settings.schema import register_schemas
+from mnistlab.settings.schema import register_schemas, validate
 
 register_schemas()
 register_resolvers()
@@ -17,6 +17,9 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg):
+    with task_errors():
+        if cfg.get("resume") is None:  # a resumed run's config is the saved one: train() checks that
+            validate(cfg)  # a value out of range is refused at once, before torch loads
     with collections_paused():  # torch's and Lightning's objects all live on: no collection while they load
         from mnistlab.tasks.train import train  # start-up: torch and Lightning load here, not for --help or --cfg
 

@@ -3,6 +3,7 @@
     python benchmarks/epoch_slope.py data.data_dir=<your MNIST folder>                  # every model, ~30 min
     python benchmarks/epoch_slope.py --models mlp data.data_dir=<...> data.batch_size=128
     python benchmarks/epoch_slope.py --epochs 1 2 --repeats 1 data.data_dir=<...>     # does it run?
+    python benchmarks/epoch_slope.py --before fast_loop=false data.data_dir=<...>       # and the framework so
 
 For each model, whole processes are timed from launch to exit, taking turns: `python train.py model=<m>
 trainer.max_epochs=E <overrides>` (its default configuration: validation every epoch, logging, checkpoints, the
@@ -10,7 +11,8 @@ final test and report) and this file's own plain loop (`--raw`: the same network
 schedule over the same in-memory uint8 tensors, validating each epoch and testing at the end, nothing else), each
 for the two epoch counts of `--epochs` (1 and 3). The slope, (time at 3 - time at 1) / 2, is the time of an epoch
 with start-up cancelled; framework/raw is the raw loop's slope over the framework's (1.0: no cost per epoch). Each
-process's own peak resident memory is printed too. Medians of `--repeats`.
+process's own peak resident memory is printed too. Medians of `--repeats`. `--before OVERRIDE` (repeatable) times a third
+side in the same turns, the framework with those overrides too (the "before" of a change that is a setting).
 
 benchmarks/throughput.py measures steps inside one process instead: docs/performance.md says why the two differ.
 """
@@ -98,34 +100,36 @@ def raw_loop(epochs: int, overrides: list) -> None:
     print(json.dumps({"val/acc": val_acc, "test/acc": accuracy(test)}))
 
 
-def measure(model: str, epochs: tuple, overrides: list, repeats: int, work: Path) -> dict:
-    """Median slopes (s an epoch) and peaks of both sides, their runs taking turns."""
-    seconds = {(side, e): [] for side in ("framework", "raw") for e in epochs}
-    peaks = {"framework": [], "raw": []}
+def measure(model: str, epochs: tuple, overrides: list, repeats: int, work: Path, before: list) -> dict:
+    """Median slopes (s an epoch) and peaks of each side, their runs taking turns (the order reversed every other
+    repeat). Sides: framework, raw, and `before` (the framework with the `before` overrides) when given."""
+    sides = ("framework", "raw", "before") if before else ("framework", "raw")
+    seconds = {(side, e): [] for side in sides for e in epochs}
+    peaks = {side: [] for side in sides}
     for repeat in range(repeats):
         for e in epochs:
-            for side in ("framework", "raw") if repeat % 2 == 0 else ("raw", "framework"):
-                if side == "framework":
-                    command = framework_command(model, e, overrides, work / f"{model}-{e}-{repeat}")
-                else:
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
+                if side == "raw":
                     command = raw_command(model, e, overrides)
+                else:
+                    extra = before if side == "before" else []
+                    command = framework_command(model, e, [*overrides, *extra], work / f"{model}-{side}-{e}-{repeat}")
                 took, _, peak = timed(command, ROOT)
                 seconds[(side, e)].append(took)
                 peaks[side].append(peak)
     low, high = epochs
     slope = {
         side: statistics.median(b - a for a, b in zip(seconds[(side, low)], seconds[(side, high)])) / (high - low)
-        for side in ("framework", "raw")
+        for side in sides
     }
-    return {
-        "framework s/epoch": slope["framework"],
-        "raw s/epoch": slope["raw"],
-        "framework/raw": slope["raw"] / slope["framework"],
-        "framework start s": statistics.median(seconds[("framework", low)]) - low * slope["framework"],
-        "raw start s": statistics.median(seconds[("raw", low)]) - low * slope["raw"],
-        "framework peak MiB": statistics.median(peaks["framework"]),
-        "raw peak MiB": statistics.median(peaks["raw"]),
-    }
+    table = {}
+    for side in sides:
+        table[f"{side} s/epoch"] = slope[side]
+        if side != "raw":
+            table[f"{side}/raw"] = slope["raw"] / slope[side]
+        table[f"{side} start s"] = statistics.median(seconds[(side, low)]) - low * slope[side]
+        table[f"{side} peak MiB"] = statistics.median(peaks[side])
+    return table
 
 
 def main(argv=None) -> None:
@@ -134,6 +138,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, nargs=2, default=(1, 3), help="the two epoch counts of the slope")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument(
+        "--before", action="append", default=[], metavar="OVERRIDE", help="time the framework with this too (repeatable)"
+    )
     parser.add_argument("--raw", type=int, help=argparse.SUPPRESS)  # this file run as the plain loop
     parser.add_argument("overrides", nargs="*", help="train.py overrides for both sides (data.data_dir=...)")
     args = parser.parse_args(argv)
@@ -146,11 +153,14 @@ def main(argv=None) -> None:
     if unknown := set(models) - set(MODELS):
         raise SystemExit(f"error: --models: unknown {', '.join(sorted(unknown))} (of {', '.join(MODELS)})")
     columns = ("framework s/epoch", "raw s/epoch", "framework/raw", "framework peak MiB", "raw peak MiB")
-    print(f"{'model':8} " + " ".join(f"{c:>18}" for c in columns), flush=True)
+    if args.before:
+        print(f"before: the framework with {' '.join(args.before)}")
+        columns += ("before s/epoch", "before/raw", "before peak MiB")
+    print(f"{'model':8} " + " ".join(f"{c:>18}" for c in columns), flush=True)  # a column per side's figure
     table = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-slope-") as tmp:
         for model in models:
-            table[model] = measure(model, (low, high), args.overrides, args.repeats, Path(tmp))
+            table[model] = measure(model, (low, high), args.overrides, args.repeats, Path(tmp), args.before)
             print(f"{model:8} " + " ".join(f"{table[model][c]:>18.3f}" for c in columns), flush=True)
     print(
         f"\nslopes of whole processes, {low} against {high} epochs, median of {args.repeats}; start-up s: "

@@ -10,6 +10,7 @@ from helpers import ROOT, VAL_SIZE, run_script
 MODELS = ("softmax", "mlp", "cnn", "lstm")
 
 
+@pytest.mark.process
 def test_benchmark_runs_a_few_steps(mnist_dir, tmp_path):
     result = run_script(
         "benchmarks/throughput.py",
@@ -55,12 +56,14 @@ def test_benchmark_rejects_unknown_models():
     assert "unknown model(s) resnet" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_benchmark_rejects_a_bad_override_in_one_line():
     result = run_script("benchmarks/throughput.py", "--models", "softmax", "model.net.hidden=[16]")
     assert result.returncode == 2
     assert result.stderr.startswith("error: Could not override 'model.net.hidden'") and "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
     result = run_script(
         "benchmarks/layout.py", "--presets", "speedrun,cnn_tutorial", "--steps", "2", "--repeats", "1", "threads=1"
@@ -71,6 +74,7 @@ def test_layout_benchmark_times_both_layouts_of_each_cnn_preset():
     assert all(float(row[2]) > 0 and float(row[3]) > 0 and row[4].endswith("x") for row in rows)
 
 
+@pytest.mark.process
 def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
     """model.* keys exist only once the model is chosen: the benchmark composes with the model it times."""
     result = run_script(
@@ -88,6 +92,7 @@ def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
     assert result.stdout.split("\n\n")[-1].splitlines()[1].split()[0] == "mlp"
 
 
+@pytest.mark.process
 def test_startup_benchmark_times_both_checkouts(mnist_dir, tmp_path):
     """This checkout against a copy of its own train.py and src/: both reach their first training step."""
     other = tmp_path / "other"
@@ -153,18 +158,22 @@ except SystemExit as refusal:
 
 
 @pytest.mark.slow  # six processes, about a minute
-def test_epoch_slope_times_whole_processes_of_both_sides(mnist_dir, tmp_path):
+def test_epoch_slope_times_whole_processes_of_each_side(mnist_dir, tmp_path):
     out = tmp_path / "slope.json"
     overrides = [f"data.data_dir={mnist_dir}", f"data.val_size={VAL_SIZE}", "threads=1", "data.batch_size=100"]
-    args = ["--models", "softmax", "--epochs", "1", "2", "--repeats", "1", "--json", str(out)]
-    result = run_script("benchmarks/epoch_slope.py", *args, *overrides)
+    args = ["--models", "softmax", "--epochs", "1", "2", "--repeats", "1", "--before", "fast_loop=false"]
+    result = run_script("benchmarks/epoch_slope.py", *args, "--json", str(out), *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     [row] = json.loads(out.read_text()).values()
     assert row["framework/raw"] == row["raw s/epoch"] / row["framework s/epoch"]
-    assert row["framework peak MiB"] > 100 and row["raw peak MiB"] > 100  # each process's own, torch loaded
-    assert "softmax" in result.stdout.splitlines()[1]
+    assert row["before/raw"] == row["raw s/epoch"] / row["before s/epoch"]
+    for side in ("framework", "raw", "before"):
+        assert row[f"{side} peak MiB"] > 100  # each process's own, torch loaded
+    assert result.stdout.splitlines()[0] == "before: the framework with fast_loop=false"
+    assert "softmax" in result.stdout.splitlines()[2]
 
 
+@pytest.mark.process
 def test_the_plain_loop_of_the_slope_learns(mnist_dir):
     result = run_script(
         "benchmarks/epoch_slope.py",

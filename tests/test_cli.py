@@ -73,6 +73,7 @@ def test_missing_data_message(tmp_path):
     assert "MNIST/raw/" in result.stderr and "data.data_dir=" in result.stderr
 
 
+@pytest.mark.process
 def test_two_job_multirun(mnist_dir, tmp_path):
     overrides = [o for o in quick_overrides(mnist_dir, tmp_path) if not o.startswith("paths.")]
     result = run_script("train.py", "-m", "model=softmax,mlp", *overrides, f"hydra.sweep.dir={tmp_path}/sweep")

@@ -79,6 +79,7 @@ def event_file_pids(run_dir: Path) -> set:
     return {path.name.split(".")[-2] for path in (run_dir / "tensorboard").glob("events.out.tfevents.*")}
 
 
+@pytest.mark.process
 def test_torchrun_run_resumed_by_lightnings_launcher_then_evaluated_in_one_process(odd_mnist, tmp_path):
     run_dir = tmp_path / "run"
     # the run folder is claimed by rank 0 (new_dir) and handed to rank 1 through torchrun's store
@@ -122,6 +123,7 @@ def test_torchrun_run_resumed_by_lightnings_launcher_then_evaluated_in_one_proce
     assert abs(one_process["test/loss"] - metrics["test/loss"]) < 1e-6
 
 
+@pytest.mark.process
 def test_sweep_of_ddp_jobs_is_refused_in_one_line(odd_mnist, tmp_path):
     result = run_script("train.py", "-m", *ddp_overrides(odd_mnist), "seed=1,2", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 2
@@ -145,6 +147,7 @@ def test_sweep_of_ddp_jobs_is_refused_in_one_line(odd_mnist, tmp_path):
     assert under_torchrun.stderr.startswith("error: -m under torchrun or srun would run the whole sweep in every")
 
 
+@pytest.mark.process
 def test_submitit_runs_a_ddp_job_as_one_task_per_process(odd_mnist, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_script(
@@ -194,6 +197,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.process
 def test_srun_tasks_share_the_run_folder_rank_zero_claimed(tmp_path):
     """Two processes with the variables srun gives two tasks of one step; rank 0 serves the store where
     Lightning's will be (SLURM_NODELIST, MASTER_PORT)."""

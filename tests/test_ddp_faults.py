@@ -95,6 +95,7 @@ def epoch_values(run_dir: Path) -> list:
     return [line for line in lines[1:] if any(line.split(",")[i] for i in wanted)]
 
 
+@pytest.mark.process
 def test_a_killed_process_stops_the_run_in_one_line_and_resume_finishes_it(mnist_dir, tmp_path):
     run_dir = tmp_path / "run"
     code, stderr, seconds = killed_run(mnist_dir, run_dir, rank=1)
@@ -115,6 +116,7 @@ def test_a_killed_process_stops_the_run_in_one_line_and_resume_finishes_it(mnist
     assert len(epoch_values(run_dir)) == 2
 
 
+@pytest.mark.process
 def test_a_loss_gone_nan_in_one_process_stops_every_process_with_one_line(mnist_dir, tmp_path):
     """Checked every step here: at step 11 the loss is NaN in process 1 only (process 0's follows a step
     later, through the averaged gradients); unless both agree, process 1 alone stops there."""
@@ -167,6 +169,7 @@ def test_when_rank_zero_is_killed_the_other_process_says_so_and_exits(mnist_dir,
     assert code == 0 and "test/acc" in stdout, stderr[-3000:]
 
 
+@pytest.mark.process
 def test_a_signal_to_one_process_stops_every_process_at_the_same_step(mnist_dir, tmp_path):
     """SIGTERM to process 1 only (as `kill` of one task, or a preemption warning reaching one process): the
     processes agree at the next batch's end, all save interrupted.ckpt at the same step and stop; resume= ends

@@ -102,6 +102,7 @@ def test_watch_needs_a_run_directory(trained, tmp_path):
         evaluate(compose_tool("eval", [f"ckpt_path={checkpoint}", "watch.enabled=true"]))
 
 
+@pytest.mark.process
 def test_watch_reports_each_new_checkpoint_once_and_stops_when_training_ends(mnist_dir, tmp_path):
     run_dir = tmp_path / "run"
     quick = [o for o in quick_overrides(mnist_dir, run_dir) if not o.startswith("paths.")]

@@ -89,6 +89,7 @@ def run_with_kills(mnist_dir: Path, run_dir: Path, model: str, points: list, dam
         pytest.param("lstm", 1, 10, False, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.process
 def test_a_run_killed_at_random_points_and_resumed_ends_as_one_never_stopped(
     mnist_dir, tmp_path, tmp_path_factory, model, seed, count, damage_newest
 ):

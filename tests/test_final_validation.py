@@ -43,6 +43,7 @@ def test_the_final_step_is_validated_checkpointed_and_tested(stop, mnist_dir, tm
     assert abs(val["val/acc"] - metrics["val/acc"]) <= 1e-6  # metrics.json holds the tested checkpoint's val/acc
 
 
+@pytest.mark.process
 def test_a_run_shorter_than_an_epoch_resumes(mnist_dir, tmp_path):
     train_run(mnist_dir, tmp_path, SMALL + ["trainer.max_epochs=-1", "trainer.max_steps=5"])
     result = run_script("train.py", f"resume={tmp_path}", "trainer.max_steps=9")

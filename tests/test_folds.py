@@ -104,6 +104,7 @@ def test_more_folds_than_images_is_refused(mnist_dir):
     assert str(err.value) == f"data.folds={N_TRAIN + 1} data.fold=0: no such fold of {N_TRAIN} images"
 
 
+@pytest.mark.process
 def test_a_cross_validation_sweep_is_one_row_of_the_comparison(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
     quick = [o for o in quick_overrides(mnist_dir, sweep) if not o.startswith("paths.")]

@@ -32,6 +32,7 @@ def assert_stopped_for_want_of_space(result: subprocess.CompletedProcess, run_di
     assert not temporaries(run_dir)
 
 
+@pytest.mark.process
 def test_a_full_disk_while_writing_a_checkpoint_stops_with_one_line_and_resumes(mnist_dir, tmp_path, tmp_path_factory):
     """Saves 1-6 are steps 4, 8, 12 and epoch 0's end (the best and step000016.ckpt at its validation, last.ckpt at
     its end); the 7th, step000020.ckpt, fails half-way through."""
@@ -92,6 +93,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
+@pytest.mark.process
 def test_a_real_full_disk_stops_with_one_line_and_resumes_once_space_is_freed(mnist_dir, small_disk, tmp_path_factory):
     """The disk is filled up to room for two and a half checkpoints: step000004 and step000008.ckpt are written,
     step000012.ckpt fails part-way (the third, before the first is dropped); then the filler is removed."""

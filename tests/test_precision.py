@@ -46,6 +46,7 @@ def test_an_unsupported_precision_is_refused_before_the_trainer_is_built(mnist_d
 
 
 @pytest.mark.skipif(not X86_ONEDNN, reason="ONEDNN_MAX_CPU_ISA caps x86 CPUs running oneDNN only")
+@pytest.mark.process
 def test_without_avx512_bf16_the_run_stops_with_one_line_and_leaves_no_folder(mnist_dir, tmp_path):
     probe = "import torch, mnistlab.training.precision as p; print(p.cpu_failure(torch.nn.LSTM, 'bf16-mixed'))"
     answer = subprocess.run(

@@ -59,6 +59,7 @@ def reference(mnist_dir, tmp_path_factory):
     return folder
 
 
+@pytest.mark.process
 def test_a_preempted_job_requeues_and_resume_auto_continues_its_run(mnist_dir, tmp_path, reference):
 
     job = [*overrides(mnist_dir), "resume=auto"]  # the job script's line, unchanged across requeues
@@ -78,6 +79,7 @@ def test_a_preempted_job_requeues_and_resume_auto_continues_its_run(mnist_dir, t
     same_run(run, reference)
 
 
+@pytest.mark.process
 def test_a_requeued_sweep_job_continues_in_its_folder(mnist_dir, tmp_path, reference):
     sweep = ["-m", "hydra/sweeper=basic", *overrides(mnist_dir), f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     first = train(sweep, tmp_path, slurm_env(tmp_path, 0))  # as hydra/launcher=slurm runs one job of the array

@@ -117,6 +117,7 @@ def test_report_is_remade_from_the_run_directory(run):
     assert (run_dir / "report.png").read_bytes()[:4] == PNG
 
 
+@pytest.mark.process
 def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
     result = run_script("-m", "mnistlab.tasks.report", str(tmp_path))
     assert result.returncode == 2

@@ -85,6 +85,7 @@ def resumed_from(run_dir) -> str:
     return [line for line in (run_dir / "train.log").read_text().splitlines() if "resuming" in line][-1]
 
 
+@pytest.mark.process
 def test_sigterm_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(mnist_dir, tmp_path, uninterrupted):
     """One run stopped three ways, resumed after each: SIGTERM mid-epoch (its own checkpoint), SIGKILL
     (only the step checkpoints to go on), Ctrl-C during an epoch's last batch (the checkpoint waits

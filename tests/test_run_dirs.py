@@ -48,6 +48,7 @@ def saved_seeds(folders) -> dict:
     return {folder.name: (folder / "saved" / "overrides.yaml").read_text() for folder in folders}
 
 
+@pytest.mark.process
 def test_runs_started_at_once_on_the_same_folder_name_get_one_folder_each(tmp_path):
     start_together(tmp_path, "${new_dir:outputs/same}", range(3))  # the default pattern, with a fixed time
     folders = sorted((tmp_path / "outputs").iterdir())
@@ -60,6 +61,7 @@ def test_runs_started_at_once_on_the_same_folder_name_get_one_folder_each(tmp_pa
     ]  # each folder holds its own run's config
 
 
+@pytest.mark.process
 def test_the_default_run_folders_are_unique(tmp_path):
     for _ in range(2):
         processes = [

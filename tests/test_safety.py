@@ -360,6 +360,7 @@ ENTRY_POINTS = {
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.process
 def test_every_entry_point_refuses_in_one_line_and_runs_nothing(entry, real_run, mnist_dir, tmp_path):
     bait = Bait(tmp_path / "bait")
     in_checkpoint, in_config, command = ENTRY_POINTS[entry]
@@ -375,6 +376,7 @@ def test_every_entry_point_refuses_in_one_line_and_runs_nothing(entry, real_run,
         assert_refused(result, str(tmp_path / "downloaded.ckpt" if downloaded else run / "checkpoints"), named)
 
 
+@pytest.mark.process
 def test_a_trusted_module_is_built_only_when_this_command_line_trusts_it(mnist_dir, tmp_path, monkeypatch):
     """trusted_modules=[mymod] on the command line builds mymod's network; the same checkpoint, or the run's
     saved config (which holds that very list), is refused without it, and the module is not even imported."""

@@ -78,6 +78,7 @@ def check_shared(storage: str, name: str, sweep_dirs: list, outputs: list) -> No
 
 
 @pytest.mark.skipif(POSTGRES_URL is None, reason="MNISTLAB_TEST_POSTGRES_URL is not set (.ci/run starts a server)")
+@pytest.mark.process
 def test_two_sweeps_started_at_once_share_a_postgresql_study(mnist_dir, tmp_path):
     name = f"shared-{os.getpid()}-{time.time_ns()}"  # a new study in the server's database
     dirs = [tmp_path / "a", tmp_path / "b"]  # as on two machines: no folder in common
@@ -87,6 +88,7 @@ def test_two_sweeps_started_at_once_share_a_postgresql_study(mnist_dir, tmp_path
     assert all(any(d.glob("*/.hydra")) for d in dirs)  # each sweep ran a share
 
 
+@pytest.mark.process
 def test_a_sweep_joining_a_running_one_on_a_journal_file(mnist_dir, tmp_path):
     storage = f"journal://{tmp_path / 'shared-disk' / 'study.log'}"
     dirs = [tmp_path / "a", tmp_path / "b"]

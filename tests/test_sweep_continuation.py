@@ -56,6 +56,7 @@ def killed_beside_never_stopped(make_command, mnist_dir, tmp_path):
     return folder
 
 
+@pytest.mark.process
 def test_a_killed_grid_sweep_continues_and_ends_as_if_never_stopped(mnist_dir, tmp_path):
     folder = killed_beside_never_stopped(command, mnist_dir, tmp_path)
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]

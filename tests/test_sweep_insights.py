@@ -57,6 +57,7 @@ def picture(path):
     return matplotlib.image.imread(path)
 
 
+@pytest.mark.process
 def test_a_tiny_pareto_study_writes_the_front_importances_and_plots(mnist_dir, tmp_path):
     from mnistlab.tasks.summary import main
 

@@ -32,6 +32,7 @@ def load_study(sweep_dir, name="mnistlab"):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
 
 
+@pytest.mark.process
 def test_grid_sweep_records_a_diverging_job_and_runs_the_rest(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_script(
@@ -60,6 +61,7 @@ def test_grid_sweep_records_a_diverging_job_and_runs_the_rest(mnist_dir, tmp_pat
     assert "| job | status | optimizer.lr | val/acc | test/acc | time (s) | error |" in result.stdout
 
 
+@pytest.mark.process
 def test_a_single_diverging_run_stops_with_one_line(mnist_dir, tmp_path):
     result = run_script(
         "train.py",
@@ -76,6 +78,7 @@ def test_a_single_diverging_run_stops_with_one_line(mnist_dir, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_grid_failure_cap_stops_the_sweep(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_script(
@@ -96,6 +99,7 @@ def test_grid_failure_cap_stops_the_sweep(mnist_dir, tmp_path):
     assert [r["status"] for r in read_summary(sweep)] == ["failed"]  # ... and still summarised
 
 
+@pytest.mark.process
 def test_optuna_study_continues_without_rerunning_finished_trials(mnist_dir, tmp_path):
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
@@ -147,6 +151,7 @@ def test_optuna_study_continues_without_rerunning_finished_trials(mnist_dir, tmp
     assert "Launching" not in done.stdout + done.stderr and len(load_study(sweep).trials) == 6
 
 
+@pytest.mark.process
 def test_optuna_pruning_with_parallel_jobs(mnist_dir, tmp_path):
     from optuna.trial import TrialState
 
@@ -180,6 +185,7 @@ def test_optuna_pruning_with_parallel_jobs(mnist_dir, tmp_path):
         assert f"torch CPU threads: {threads}" in (sweep / job / "train.log").read_text()
 
 
+@pytest.mark.process
 def test_optuna_failure_cap_and_test_metric_refused(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
     common = [
@@ -212,6 +218,7 @@ def test_optuna_failure_cap_and_test_metric_refused(mnist_dir, tmp_path):
     )
 
 
+@pytest.mark.process
 def test_submitit_local_launcher_runs_a_two_job_sweep(mnist_dir, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_script(

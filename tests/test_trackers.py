@@ -51,6 +51,7 @@ def tensorboard_scalars(folder) -> dict:
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+@pytest.mark.process
 def test_a_killed_run_resumed_continues_its_tensorboard_curves(mnist_dir, tmp_path):
     killed_and_resumed(mnist_dir, tmp_path / "resumed", [])
     train_run(mnist_dir, tmp_path / "uninterrupted", RUN + [o for o in KILLED if "killer" not in o])
@@ -139,6 +140,7 @@ def test_wandb_writes_each_run_offline(mnist_dir, tmp_path, monkeypatch):
         assert [row["test/acc"] for row in history if "test/acc" in row] == [pytest.approx(metrics[name]["test/acc"])]
 
 
+@pytest.mark.process
 def test_a_killed_run_resumed_logs_into_the_same_mlflow_run(mnist_dir, tmp_path):
     pytest.importorskip("mlflow", reason="logger=mlflow needs mlflow: pip install 'mnistlab[trackers]'")
     from mlflow.tracking import MlflowClient
@@ -156,6 +158,7 @@ def test_a_killed_run_resumed_logs_into_the_same_mlflow_run(mnist_dir, tmp_path)
     assert run.data.metrics["test/acc"] == pytest.approx(final["test/acc"])
 
 
+@pytest.mark.process
 def test_a_resumed_run_logs_into_the_same_wandb_run(mnist_dir, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="logger=wandb needs wandb: pip install 'mnistlab[trackers]'")
     offline(monkeypatch, tmp_path)  # both processes are train.py's, each with its own W&B service, as for a user

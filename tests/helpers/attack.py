@@ -52,7 +52,7 @@ from typing import Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-SCRIPTS = ("train.py", "eval.py", "predict.py", "export.py", "compare.py", "benchmarks/throughput.py")
+SCRIPTS = ("train.py", "eval.py", "predict.py", "export.py", "compare.py")
 MODULES = {"report": "mnistlab.tasks.report", "summary": "mnistlab.tasks.summary"}  # python -m <module>
 MEMORY_HEADROOM = int(os.environ.get("ATTACK_MEMORY_MB", "1536")) * 2**20
 GRACE_S = 30  # beyond a case's own time bound, before the parent gives up on the worker and kills it
@@ -343,7 +343,7 @@ def reset_hydra() -> None:
 
 def entry_point(tool: str, args: List[str]) -> Callable[[], None]:
     """The entry point's `__main__` path, as `python <script> args` or `python -m <module> args` runs it."""
-    if tool in SCRIPTS:
+    if tool.endswith(".py"):  # SCRIPTS, or another script of the checkout (benchmarks/throughput.py)
         script = str(ROOT / tool)
         sys.argv[:] = [script, *args]
         sys.path.insert(0, os.path.dirname(script))  # as `python <script>` does (ProcessState puts sys.path back)
