@@ -11,8 +11,8 @@ final test and report) and this file's own plain loop (`--raw`: the same network
 schedule over the same in-memory uint8 tensors, validating each epoch and testing at the end, nothing else), each
 for the two epoch counts of `--epochs` (1 and 3). The slope, (time at 3 - time at 1) / 2, is the time of an epoch
 with start-up cancelled; framework/raw is the raw loop's slope over the framework's (1.0: no cost per epoch). Each
-process's own peak resident memory is printed too. Medians of `--repeats`. `--before OVERRIDE` (repeatable) times a third
-side in the same turns, the framework with those overrides too (the "before" of a change that is a setting).
+process's own peak resident memory is printed too. Medians of `--repeats`. `--before OVERRIDE` (repeatable) times a
+third side in the same turns, the framework with those overrides too (the "before" of a change that is a setting).
 
 benchmarks/throughput.py measures steps inside one process instead: docs/performance.md says why the two differ.
 """
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the table here")
     parser.add_argument(
-        "--before", action="append", default=[], metavar="OVERRIDE", help="time the framework with this too (repeatable)"
+        "--before", action="append", default=[], metavar="OVERRIDE", help="also time the framework with it"
     )
     parser.add_argument("--raw", type=int, help=argparse.SUPPRESS)  # this file run as the plain loop
     parser.add_argument("overrides", nargs="*", help="train.py overrides for both sides (data.data_dir=...)")
