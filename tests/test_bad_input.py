@@ -170,8 +170,9 @@ def run_case(case: tuple, places: dict, worker: attack.Worker, work: Path) -> tu
 @pytest.fixture(scope="module")
 def outcomes(places, worker, request, tmp_path_factory) -> dict:
     """The selected cases, one after another in the worker."""
-    selected = attack.selected(request, "test_bad_input_gets_one_line", "script"), attack.selected(
-        request, "test_bad_input_gets_one_line", "arguments"
+    selected = (
+        attack.selected(request, "test_bad_input_gets_one_line", "script"),
+        attack.selected(request, "test_bad_input_gets_one_line", "arguments"),
     )
     root = tmp_path_factory.mktemp("cases")
     return {case: run_case(case, places, worker, root / str(n)) for n, case in enumerate(zip(*selected))}
