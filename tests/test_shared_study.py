@@ -12,7 +12,7 @@ import yaml
 from helpers import ROOT, quick_overrides
 
 N_TRIALS = 4
-POSTGRES_URL = os.environ.get("MNISTLAB_TEST_POSTGRES_URL")  # .ci/run starts a server and sets it
+POSTGRES_URL = os.environ.get("MNISTLAB_TEST_POSTGRES_URL") or None  # .ci/run starts a server and sets it
 
 
 def sweep_command(data_dir, storage: str, study: str, sweep_dir) -> list:
