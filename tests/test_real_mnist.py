@@ -1,7 +1,7 @@
 """The life of a model trained on the real MNIST: eval, export and predict on crops of real test digits.
 
 Slow (one epoch of the MLP on 55,000 images) and needs the data: `python -m pytest -m slow`, with
-the four MNIST .gz files in $MNISTLAB_REAL_DATA/MNIST/raw/ (default /work/shared/data).
+the four MNIST .gz files in $MNISTLAB_REAL_DATA/MNIST/raw/ (default: the checkout's data/, where train.py puts them).
 """
 
 import json
@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_script
+from helpers import ROOT, run_script
 from PIL import Image
 
 from mnistlab.data.idx import read_idx
 from mnistlab.runs.checkpoints import best_checkpoint, load_classifier
 
-REAL = Path(os.environ.get("MNISTLAB_REAL_DATA", "/work/shared/data"))
+REAL = Path(os.environ.get("MNISTLAB_REAL_DATA", ROOT / "data"))
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
