@@ -64,6 +64,7 @@ def test_range_checks_live_in_the_schema(tmp_path):
         validate(cfg)
 
 
+@pytest.mark.process
 def test_missing_data_message(tmp_path):
     result = run_script(
         "train.py", f"data.data_dir={tmp_path}/nothing", "data.download=false", f"hydra.run.dir={tmp_path}/run"

@@ -33,8 +33,10 @@ def test_a_terminal_or_lines_false_gets_the_bar(terminal, lines, monkeypatch):
     assert not bar.writes_lines()
 
 
-def test_lightnings_tips_are_not_shown(mnist_dir, tmp_path, caplog):
+def test_lightnings_tips_are_not_shown(mnist_dir, tmp_path, caplog, monkeypatch):
     build(compose(quick_overrides(mnist_dir, tmp_path)))
+    # Lightning's logger stops propagating when imported before the root logger has a handler (pytest's order)
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)
     with caplog.at_level(logging.INFO):
         L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)  # each would give one
     messages = [record.getMessage() for record in caplog.records]

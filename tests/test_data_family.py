@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 import torch
 import yaml
-from helpers import N_TEST, N_TRAIN, TEST_FILES, TRAIN_FILES, quick_overrides, run_script, synthetic_digits, write_raw
+from helpers import N_TEST, N_TRAIN, TEST_FILES, TRAIN_FILES, quick_overrides, synthetic_digits, write_raw
 
 from mnistlab.data import download
 from mnistlab.data.datasets import DATASETS
@@ -87,11 +87,11 @@ def test_a_damaged_file_is_refused_in_one_line(tmp_path):
     assert str(err.value).startswith(f"{damaged} is unreadable or corrupt (") and "\n" not in str(err.value)
 
 
-def test_fashion_mnist_trains_and_its_report_names_the_classes(tmp_path):
+def test_fashion_mnist_trains_and_its_report_names_the_classes(tmp_path, in_process):
     write_family(tmp_path, "FashionMNIST")
     run_dir = tmp_path / "run"
     quick = [o for o in quick_overrides(tmp_path, run_dir) if o != "report=false"]
-    result = run_script(
+    result = in_process(
         "train.py", "data=fashion_mnist", "model=mlp", "model.net.hidden=[16]", *quick, f"hydra.run.dir={run_dir}"
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -33,10 +33,10 @@ def trained(mnist_dir, tmp_path_factory):
     return run_dir, train_run(mnist_dir, run_dir, SMALL_CNN_WITH_EMA + ["trainer.max_epochs=2"])
 
 
-def test_eval_reproduces_the_test_accuracy_train_printed(trained):
+def test_eval_reproduces_the_test_accuracy_train_printed(trained, in_process):
     run_dir, trained_metrics = trained
     assert 0.1 < trained_metrics["test/acc"] < 1.0  # not a trivial 0 or 1
-    result = run_script("eval.py", f"ckpt_path={run_dir}", "threads=1")  # no model overrides repeated
+    result = in_process("eval.py", f"ckpt_path={run_dir}", "threads=1")  # no model overrides repeated
     assert result.returncode == 0, result.stderr[-3000:]
     [saved] = (run_dir / "eval").glob("*-test.json")
     evaluated = json.loads(saved.read_text())

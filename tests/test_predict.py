@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from helpers import run_script
 from helpers.drawn_digits import draw_digit, write_drawn_mnist
 from helpers.tool_config import compose_tool, train_run
 from PIL import Image
@@ -69,9 +68,9 @@ def pictures(tmp_path_factory):
     return folder, paths
 
 
-def test_predict_gets_every_digit_and_reports_bad_files(model_dir, pictures):
+def test_predict_gets_every_digit_and_reports_bad_files(model_dir, pictures, in_process):
     folder, paths = pictures
-    result = run_script("predict.py", f"ckpt_path={model_dir}", f"images={folder}/*", "top_k=3", "threads=1")
+    result = in_process("predict.py", f"ckpt_path={model_dir}", f"images={folder}/*", "top_k=3", "threads=1")
     assert result.returncode == 2, result.stderr[-3000:]  # bad files among them
     lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
     assert len(lines) == len(PICTURES)

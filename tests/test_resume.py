@@ -10,6 +10,7 @@ metrics (ResumeState).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,11 +130,12 @@ def test_sigterm_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(mnist
     assert_same_run(tmp_path, uninterrupted)
 
 
-def test_resume_refuses_config_group_changes(mnist_dir, tmp_path, uninterrupted):
-    result = train_script(f"resume={uninterrupted}", "model=cnn", check=False)
+def test_resume_refuses_config_group_changes(tiny_run, tmp_path, in_process):
+    run = shutil.copytree(tiny_run, tmp_path / "run", symlinks=True)
+    result = in_process("train.py", f"resume={run}", "model=cnn")
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: model=cnn: a resumed run keeps its config groups")
-    result = train_script(f"resume={tmp_path}", check=False)
+    result = in_process("train.py", f"resume={tmp_path}")
     assert result.returncode == 2 and "is not a run directory" in result.stderr
 
 

@@ -72,6 +72,7 @@ def test_export_and_predict_refuse_it(malicious):
 
 
 @pytest.mark.parametrize("command", [["eval.py", "ckpt_path={ckpt}"], ["train.py", "ckpt_path={ckpt}"]])
+@pytest.mark.process
 def test_the_scripts_refuse_it_with_one_line(command, malicious):
     path, marker = malicious
     result = run_script(*[arg.format(ckpt=path) for arg in command])
