@@ -18,6 +18,14 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def end_the_shared_worker():
+    """The in-process worker (tests/helpers/attack.py) ends with the session, as a process ends: its line coverage
+    is written then, in time for pytest-cov's report."""
+    yield
+    attack.close_shared_worker()
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """A small learnable MNIST (tests/helpers: write_mnist), written once for the session."""

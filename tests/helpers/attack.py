@@ -569,6 +569,16 @@ class Worker:
             self.process.kill()  # our own child, by its handle
             self.process.wait()
 
+    def close(self) -> None:
+        """The end of the session: no more jobs, so the worker's loop ends and it exits as a process does (line
+        coverage, `pytest --cov`, is written at exit); killed if it does not within a minute."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.stop()
+
 
 # ---------------------------------------------------------------------------------------------------
 # The real run, once per session, and each case's fresh copies of it
@@ -740,8 +750,16 @@ def shared_worker(log_dir: Path) -> Worker:
         import atexit
 
         _shared["worker"] = Worker(log_dir)
-        atexit.register(_shared["worker"].stop)
+        atexit.register(_shared["worker"].close)
     return _shared["worker"]
+
+
+def close_shared_worker() -> None:
+    """The end of the session (tests/conftest.py): before pytest-cov gathers the line coverage, which the worker
+    writes as it exits."""
+    worker = _shared.pop("worker", None)
+    if worker is not None:
+        worker.close()
 
 
 def selected(request, test_name: str, param: str) -> list:
