@@ -40,17 +40,7 @@ def in_process(tmp_path_factory):
     worker = attack.shared_worker(tmp_path_factory.getbasetemp() / "attack-logs")
 
     def run(tool: str, *args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
-        job = {
-            "id": " ".join([tool, *args])[:200],
-            "tool": tool,
-            "args": [str(arg) for arg in args],
-            "cwd": str(cwd),
-            "capture": str(tmp_path_factory.mktemp("in-process")),
-            "canaries": [],
-            "outside": [],
-            "timeout": timeout,
-        }
-        result = worker.run(job)
+        result = worker.run(attack.plain_job(tool, list(args), cwd, tmp_path_factory.mktemp("in-process"), timeout))
         if result.get("crash"):
             pytest.fail(f"the in-process worker: {result['crash']}\n{result['stderr'][-3000:]}")
         return subprocess.CompletedProcess([tool, *args], result["rc"], result["stdout"], result["stderr"])

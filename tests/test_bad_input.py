@@ -154,16 +154,8 @@ def run_case(case: tuple, places: dict, worker: attack.Worker, work: Path) -> tu
     run = shutil.copytree(places["run"], work / "run", symlinks=True)
     before = fingerprint(run)
     args = [arg.format(**{**places, "run": run}) for arg in arguments.split()]
-    job = {
-        "id": f"{script} {arguments}",
-        "tool": script,
-        "args": [*args, *(["threads=1"] if script == TRAIN else [])],
-        "cwd": str(work),  # outputs/ land in work
-        "capture": str(work / "capture"),
-        "canaries": [],
-        "outside": [],
-        "timeout": 120,
-    }
+    args += ["threads=1"] if script == TRAIN else []
+    job = attack.plain_job(script, args, work, work / "capture", timeout=120)  # outputs/ land in work
     return worker.run(job), before, fingerprint(run)
 
 

@@ -754,6 +754,14 @@ def shared_worker(log_dir: Path) -> Worker:
     return _shared["worker"]
 
 
+def plain_job(tool: str, args: List[str], cwd, capture, timeout: float) -> dict:
+    """A job for the worker that only runs `tool args` in `cwd`: no canaries, no folders watched."""
+    args = [str(arg) for arg in args]
+    job_id = " ".join([tool, *args])[:200]
+    return {"id": job_id, "tool": tool, "args": args, "cwd": str(cwd), "capture": str(capture), "canaries": [],
+            "outside": [], "timeout": timeout}  # fmt: skip
+
+
 def close_shared_worker() -> None:
     """The end of the session (tests/conftest.py): before pytest-cov gathers the line coverage, which the worker
     writes as it exits."""
