@@ -3,9 +3,12 @@ its textbook formula or quoted from the published output, not from mnistlab's.""
 
 import math
 import statistics
+import subprocess
+import sys
 
 import pytest
 
+from mnistlab.sweeps.distributions import binomial_half_two_sided_p, t_quantile, t_two_sided_p
 from mnistlab.sweeps.significance import mcnemar, numbers, paired, verdict, welch
 
 # Student's sleep data (Cushny and Peebles 1905; R's `sleep` data set): extra hours of sleep of ten patients
@@ -89,3 +92,31 @@ def test_runs_without_spread():
         paired([0.9], [0.8])
     with pytest.raises(ValueError):
         welch([0.9, 0.8], [0.8])
+
+
+@pytest.mark.parametrize("df", [1, 2, 3.5, 4, 9, 17.776, 30, 120, 1000])
+def test_t_distribution_against_scipy(df):
+    stats = pytest.importorskip("scipy.stats")  # installed with the dev extras (mlflow's), not by mnistlab
+    for t in (0.0, 0.01, 0.5, 1.0, 2.262, 4.06, 10.0, 50.0):
+        assert t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9, abs=1e-300)
+    for q in (0.5, 0.9, 0.975, 0.995, 0.9999):
+        assert t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("k, n", [(0, 1), (1, 1), (3, 8), (40, 81), (74, 84), (10, 84), (2000, 4100)])
+def test_binomial_against_scipy(k, n):
+    stats = pytest.importorskip("scipy.stats")
+    assert binomial_half_two_sided_p(k, n) == pytest.approx(stats.binomtest(k, n, 0.5).pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_compare_needs_no_scipy():
+    """Training imports what mnistlab depends on, and torchmetrics imports scipy.signal whenever it is there
+    (0.7 s of every run's start): so mnistlab does without it."""
+    code = (
+        "import sys; sys.modules['scipy'] = None\n"  # an import of scipy now fails
+        "from mnistlab.sweeps.significance import paired, welch, mcnemar\n"
+        "print(paired([1, 2, 4], [0, 2, 1]).p, welch([1, 2, 4], [0, 2, 1]).p, mcnemar(3, 9, 100).p)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) == 3
