@@ -5,6 +5,8 @@ import sys
 import hydra
 
 from mnistlab.cli import exit_on_bad_input, run, task_errors
+from mnistlab.data.datasets import training_files
+from mnistlab.data.unpack import read_ahead
 from mnistlab.perf.garbage import collections_paused
 from mnistlab.runs.distributed import launch_arguments
 from mnistlab.runs.resume import continue_in_run_dir
@@ -20,6 +22,8 @@ def main(cfg):
     with task_errors():
         if cfg.get("resume") is None:  # a resumed run's config is the saved one: train() checks that
             validate(cfg)  # a value out of range is refused at once, before torch loads
+            if cfg.get("ckpt_path") is None:  # a continued run may read its own saved data folder
+                read_ahead(training_files(cfg.data))  # gunzipped on the other core while torch and Lightning load
     with collections_paused():  # torch's and Lightning's objects all live on: no collection while they load
         from mnistlab.tasks.train import train  # start-up: torch and Lightning load here, not for --help or --cfg
 

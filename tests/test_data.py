@@ -1,10 +1,14 @@
 import gzip
+import subprocess
+import sys
 
 import pytest
 import torch
-from helpers import N_TEST, N_TRAIN, VAL_SIZE, write_mnist
+from helpers import N_TEST, N_TRAIN, ROOT, VAL_SIZE, write_mnist
 
+from mnistlab.data import unpack
 from mnistlab.data.batches import EpochPermutation, TensorBatches
+from mnistlab.data.datasets import FILES, training_files
 from mnistlab.data.idx import read_idx
 from mnistlab.data.mnist import MNISTDataModule
 from mnistlab.errors import DataError
@@ -111,3 +115,72 @@ def test_augmentation_only_while_training(mnist_dir):
     assert augmented.shape == plain.shape and not torch.allclose(augmented, plain)
     dm.trainer = SimpleNamespace(training=False)
     assert torch.equal(dm.on_after_batch_transfer(batch, 0)[0], plain)
+
+
+def test_read_ahead_hands_out_what_its_thread_read_once(mnist_dir, monkeypatch):
+    paths = [mnist_dir / "MNIST/raw" / name for name in FILES["train"]]
+    direct = [read_idx(path) for path in paths]
+    reads = []
+    plain_read = unpack.read
+    monkeypatch.setattr(unpack, "read", lambda path: reads.append(path) or plain_read(path))
+    unpack.read_ahead(paths)
+    for future in list(unpack._ahead.values()):
+        future.result(timeout=30)  # the thread has read both files
+    assert len(reads) == 2
+    for path, expected in zip(paths, direct):
+        assert torch.equal(read_idx(path), expected)
+    assert len(reads) == 2  # the thread's bytes, not a second read
+    read_idx(paths[0])
+    assert len(reads) == 3  # taken once: the next read goes to the file
+
+
+def test_read_ahead_reads_again_a_file_changed_since(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "MNIST/raw" / FILES["train"][1]
+    unpack.read_ahead([path])
+    next(iter(unpack._ahead.values())).result(timeout=30)
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x03" + bytes([7, 8, 9])))  # replaced: 3 labels
+    assert read_idx(path).tolist() == [7, 8, 9]
+
+
+def test_read_ahead_gives_a_bad_file_the_same_error(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "MNIST/raw/train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:300])  # a gzip cut short
+    with pytest.raises(DataError) as direct:
+        read_idx(path)
+    unpack.read_ahead([path, tmp_path / "missing.gz"])  # a missing file is not read ahead: a download may come
+    assert list(unpack._ahead) == [path.resolve()]
+    with pytest.raises(DataError) as ahead:
+        read_idx(path)
+    assert str(ahead.value) == str(direct.value) and "unreadable or corrupt" in str(direct.value)
+
+
+def test_read_ahead_only_for_our_data_module(tmp_path):
+    ours = {"_target_": "mnistlab.data.mnist.MNISTDataModule", "dataset": "fashion_mnist", "data_dir": str(tmp_path)}
+    assert training_files(ours) == [tmp_path / "FashionMNIST/raw" / name for name in FILES["train"]]
+    assert training_files({**ours, "_target_": "my.DataModule"}) == []
+    assert training_files({**ours, "dataset": "cifar"}) == []
+
+
+WATCH_THREADS = """
+import os, sys, threading, runpy
+start = threading.Thread.start
+def watched(self):
+    if self.name == "mnistlab-read-ahead":  # the read starts: say whether torch has loaded yet, and stop
+        print("read ahead; torch loaded:", "torch" in sys.modules, flush=True)
+        os._exit(0)
+    start(self)
+threading.Thread.start = watched
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_train_reads_ahead_before_torch_loads(mnist_dir, tmp_path):
+    """train.py starts the read before it imports torch, so that it runs while torch and Lightning load."""
+    run = [sys.executable, "-c", WATCH_THREADS, f"data.data_dir={mnist_dir}", f"hydra.run.dir={tmp_path}"]
+    result = subprocess.run(run, capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "read ahead; torch loaded: False", result.stdout[-2000:] + result.stderr[-2000:]
+    result = subprocess.run([*run, "data.batch_size=0"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "read ahead" not in result.stdout  # a refused config reads nothing

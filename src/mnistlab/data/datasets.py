@@ -3,7 +3,13 @@ names one; its files live in <data_dir>/<folder>/raw/ (torchvision's layout, so 
 Their mirrors and published checksums are in mnistlab.data.download. Imports nothing heavy."""
 
 from dataclasses import dataclass
-from typing import Tuple
+from pathlib import Path
+from typing import Mapping, Tuple
+
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 
 @dataclass(frozen=True)
@@ -23,3 +29,11 @@ DATASETS = {
     # Kuzushiji-MNIST: ten cursive hiragana, by their romanised readings
     "kmnist": Dataset("Kuzushiji-MNIST", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
 }
+
+
+def training_files(data: Mapping) -> list:
+    """The training files that a data config (conf/data/<name>.yaml) reads, if it builds our MNISTDataModule."""
+    if data.get("_target_") != "mnistlab.data.mnist.MNISTDataModule" or data.get("dataset") not in DATASETS:
+        return []
+    raw = Path(str(data.get("data_dir"))) / DATASETS[data["dataset"]].folder / "raw"
+    return [raw / name for name in FILES["train"]]

@@ -9,17 +9,12 @@ import torch
 
 from mnistlab.data.augment import random_affine
 from mnistlab.data.batches import TensorBatches
-from mnistlab.data.datasets import DATASETS
+from mnistlab.data.datasets import DATASETS, FILES
 from mnistlab.data.download import download_missing, sources
 from mnistlab.data.folds import fold_of_each
 from mnistlab.data.idx import read_idx
+from mnistlab.data.unpack import forget
 from mnistlab.errors import DataError
-
-FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-
 
 # The splits each stage of Lightning's uses (setup loads only those: evaluating needs no training images).
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
@@ -97,6 +92,7 @@ class MNISTDataModule(L.LightningDataModule):
             self.seed = self.trainer.strategy.broadcast(self.seed)
         if ("train" in wanted or "val" in wanted) and "val" not in self.splits:
             images, labels = self.load("train")
+            forget()  # read-ahead bytes nobody took (another folder's): not kept for the whole run
             if self.folds is None:
                 if self.val_size >= len(labels):
                     raise DataError(f"data.val_size={self.val_size} leaves no training images (only {len(labels)})")
