@@ -1,6 +1,9 @@
 import gzip
+import io
+import random
 import subprocess
 import sys
+import zlib
 
 import pytest
 import torch
@@ -189,10 +192,6 @@ def test_train_reads_ahead_before_torch_loads(mnist_dir, tmp_path):
 def test_gunzip_agrees_with_pythons_gzip_on_damaged_files():
     """unpack.gunzip inflates a member in one zlib call; on a damaged file it gives gzip.GzipFile's bytes or
     refuses: never other bytes, never another error."""
-    import io
-    import random
-    import zlib
-
     members = gzip.compress(bytes(range(256)) * 40, mtime=0) + gzip.compress(b"second member" * 50, mtime=0)
     rng = random.Random(0)
     read = 0
