@@ -254,6 +254,11 @@ def loops(change):
     return run_ckpts(lambda c: change(c["loops"]))
 
 
+def set_pruning(state):
+    """The Optuna pruning callback's saved state (mnistlab.sweeps.pruning), as a continued trial restores it."""
+    return lambda c: c.setdefault("callbacks", {}).update(OptunaPruning=state)
+
+
 def set_processed(value):
     def change(loops_state):
         loops_state["fit_loop"]["epoch_progress"]["current"]["processed"] = value
@@ -764,6 +769,9 @@ CASES = [
     Case("bad-callback-dirpath-int", MALFORMED, RESUME, run_ckpts(set_callback(LAST, dirpath=7, best_model_path=7))),
     Case("bad-callbacks-a-string", MALFORMED, EVAL, run_ckpts(lambda c: c.update(callbacks="none"))),
     Case("bad-loops-a-string", MALFORMED, RESUME, run_ckpts(lambda c: c.update(loops="none"))),
+    Case("bad-pruning-count-string", MALFORMED, RESUME, run_ckpts(set_pruning({"validations": "many"}))),
+    Case("bad-pruning-count-negative", MALFORMED, RESUME, run_ckpts(set_pruning({"validations": -(10**18)}))),
+    Case("bad-pruning-state-extra", MALFORMED, RESUME, run_ckpts(set_pruning({"validations": 1, "trial": "x"}))),
     Case("bad-loops-processed-string", MALFORMED, RESUME, loops(set_processed("many"))),
     Case("bad-state-dict-names", MALFORMED, EVAL, state_dict(renamed_state), refuse=True),
     Case("bad-state-dict-shapes", MALFORMED, PREDICT_RUN, state_dict(reshaped_state), refuse=True),
@@ -915,6 +923,8 @@ MORE_VARIANTS = {  # rows of `pytest -m slow` only: more variants of what the de
     "bad-callback-score-string",
     "bad-callback-best-k-a-list",
     "bad-loops-a-string",
+    "bad-pruning-count-negative",
+    "bad-pruning-state-extra",
     "bad-state-dict-shapes",
     "bad-state-dict-int-dtype",
     "bad-state-dict-non-tensor",

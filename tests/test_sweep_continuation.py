@@ -83,7 +83,11 @@ def test_a_killed_grid_sweep_continues_and_ends_as_if_never_stopped(mnist_dir, t
     assert "[sweep] 6 skipped, finished already" in grown.stdout and "[sweep] 2 new: 6, 7" in grown.stdout
 
 
-def optuna_command(mnist_dir, sweep_dir) -> list:
+# Never prunes (val/acc >= 0), but every job reports each validation to its trial, through its callback
+NEVER_PRUNES = "hydra.sweeper.pruner={_target_: optuna.pruners.ThresholdPruner, lower: 0.0}"
+
+
+def optuna_command(mnist_dir, sweep_dir, *extra) -> list:
     quick = [o for o in quick_overrides(mnist_dir, sweep_dir) if not o.startswith(("paths.", "trainer.max_epochs"))]
     return [
         "train.py",
@@ -97,12 +101,14 @@ def optuna_command(mnist_dir, sweep_dir) -> list:
         "trainer.max_epochs=2",
         *KILL,
         *quick,
+        *extra,
         f"hydra.sweep.dir={sweep_dir}",
     ]
 
 
 def study_results(sweep_dir) -> list:
-    """The counted trials in their order: parameters, value, and their job's final metrics and metrics.csv."""
+    """The counted trials in their order: parameters, value, what they reported to the pruner, and their job's
+    final metrics and metrics.csv."""
     import optuna
 
     study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
@@ -111,6 +117,7 @@ def study_results(sweep_dir) -> list:
         (
             t.params,
             t.value,
+            t.intermediate_values,
             json.loads((sweep_dir / str(t.number) / "metrics.json").read_text()),
             (sweep_dir / str(t.number) / "metrics.csv").read_text(),
         )
@@ -118,11 +125,19 @@ def study_results(sweep_dir) -> list:
     ]
 
 
-@pytest.mark.slow
-def test_a_killed_optuna_study_continues_its_trial_and_ends_as_if_never_stopped(mnist_dir, tmp_path):
-    folder = killed_beside_never_stopped(optuna_command, mnist_dir, tmp_path)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([], marks=pytest.mark.slow),
+        # the continued job takes its trial's pruning callback from its command line, not from the saved config
+        # (where it names the interrupted trial), and goes on counting validations from its checkpoint
+        pytest.param([NEVER_PRUNES], marks=pytest.mark.process, id="pruner"),
+    ],
+)
+def test_a_killed_optuna_study_continues_its_trial_and_ends_as_if_never_stopped(mnist_dir, tmp_path, extra):
+    folder = killed_beside_never_stopped(lambda *args: optuna_command(*args, *extra), mnist_dir, tmp_path)
 
-    again = sweep(optuna_command(mnist_dir, folder))
+    again = sweep(optuna_command(mnist_dir, folder, *extra))
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout
     assert "[sweep] 3 of 6 trials already finished" in out

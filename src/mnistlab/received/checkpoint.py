@@ -259,12 +259,23 @@ def check_train_totals(totals, path) -> None:
             raise CheckpointError(f"{path}: train_totals.unsummed holds something other than (loss, logits, labels)")
 
 
+def check_pruning_state(callbacks, path) -> None:
+    """The Optuna pruning callback's count of the validations it reported (mnistlab.sweeps.pruning)."""
+    state = callbacks.get("OptunaPruning") if isinstance(callbacks, dict) else None
+    if state is None:
+        return
+    count = state.get("validations") if isinstance(state, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < MAX_COUNTER or len(state) != 1:
+        raise CheckpointError(f"{path}: callbacks.OptunaPruning must be {{'validations': <count>}}")
+
+
 def check_training_state(rest: dict, path) -> None:
     """What Lightning restores besides the weights: checked here, before any training starts, so that a bad
     value is one line rather than an exception deep inside Lightning or torch."""
     import torch
 
     check_train_totals(rest.get("train_totals"), path)
+    check_pruning_state(rest.get("callbacks"), path)
     if "loops" in rest:
         check_counters(rest["loops"], path, "loops")
     schedulers = rest.get("lr_schedulers", [])

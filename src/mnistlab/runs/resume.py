@@ -21,7 +21,7 @@ from mnistlab.runs.preemption import is_requeued
 from mnistlab.runs.run_dir import FINAL_METRICS, SAVED_CONFIG, is_run_dir, run_dir_of, saved_config
 from mnistlab.settings.hydra_mode import in_multirun
 from mnistlab.settings.limits import DEFAULT_MAX_PARAMETERS
-from mnistlab.settings.overrides import RUN_POINTERS, argument, job_key, quoted
+from mnistlab.settings.overrides import PRUNING_CALLBACK, RUN_POINTERS, argument, job_key, quoted
 
 
 def original_overrides(run_dir: Path) -> frozenset:
@@ -86,13 +86,21 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     def command_line(config: dict) -> dict:
         node = OmegaConf.create(config)
         apply_overrides(node, list(hydra.overrides.task), set(hydra.runtime.choices), original)
-        return OmegaConf.to_container(node)
+        config = OmegaConf.to_container(node)
+        if isinstance(config.get("callbacks"), dict):  # a continued trial's link to its trial: the command line's
+            config["callbacks"].pop(PRUNING_CALLBACK, None)  # (set below), never the file's
+        return config
 
     resumed = OmegaConf.create(saved_config(run_dir, trusted, paths, for_training=True, overrides=command_line))
     resumed.trusted_modules = trusted
     resumed.max_parameters = cfg.get("max_parameters", DEFAULT_MAX_PARAMETERS)
     resumed.resume = cfg.get("resume")
     resumed.paths = paths
+    pruning = OmegaConf.select(cfg, f"callbacks.{PRUNING_CALLBACK}")  # the Optuna sweeper's, on this command line
+    if pruning is not None:
+        if resumed.get("callbacks") is None:
+            resumed.callbacks = {}
+        resumed.callbacks[PRUNING_CALLBACK] = OmegaConf.to_container(pruning, resolve=True)
     source = run_dir / SAVED_CONFIG
     check_size(OmegaConf.to_container(resumed.model.net), source, resumed.max_parameters, trusted)  # before building
     if ckpt_path is None:

@@ -9,6 +9,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from mnistlab.errors import UserError
 
 RUN_POINTERS = ("resume", "ckpt_path")  # where a run continues from: how it was run, not what it is
+PRUNING_CALLBACK = "optuna_pruning"  # callbacks.<this>: the Optuna sweeper's link from a job to its trial
 
 
 def job_key(overrides: List[str]) -> FrozenSet[Tuple[str, str]]:

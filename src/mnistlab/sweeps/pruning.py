@@ -16,7 +16,13 @@ class OptunaPruning(L.Callback):
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=pruner)
         self.trial = optuna.trial.Trial(study, trial_id)  # the sweeper's trial, reached from this process
         self.monitor = monitor
-        self.validations = 0
+        self.validations = 0  # reported so far: kept in checkpoints, so that a continued trial goes on counting
+
+    def state_dict(self) -> dict:
+        return {"validations": self.validations}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.validations = state_dict["validations"]  # checked when the checkpoint was read (received.checkpoint)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)

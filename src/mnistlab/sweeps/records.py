@@ -9,9 +9,10 @@ from typing import Any, Optional
 from mnistlab.errors import one_line
 from mnistlab.received.records import read_job_record, read_metrics
 from mnistlab.received.yaml_file import read_yaml
+from mnistlab.settings.overrides import PRUNING_CALLBACK
 
 RECORD = "job.json"
-PRUNING_OVERRIDE = "+callbacks.optuna_pruning"  # how the Optuna sweeper reaches a trial: not a parameter
+PRUNING_OVERRIDE = f"+callbacks.{PRUNING_CALLBACK}"  # how the Optuna sweeper reaches a trial: not a parameter
 
 
 def is_pruned(error: Any) -> bool:
