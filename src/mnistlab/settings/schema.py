@@ -252,6 +252,7 @@ class OptimizerConfig:
 class AdamConfig(OptimizerConfig):
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    fused: Optional[bool] = None  # torch's own default (None): its per-parameter loop on a CPU
 
     def __post_init__(self) -> None:
         super().__post_init__()
