@@ -86,6 +86,13 @@ def test_checkpoint_loads_weights_only(mnist_dir, tmp_path):
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_without_the_best_checkpoint_the_last_one_is_tested(mnist_dir, tmp_path):
+    """callbacks.checkpoint=null leaves last.ckpt's callback, which monitors nothing: it has no best score."""
+    metrics = train(compose(quick_overrides(mnist_dir, tmp_path) + ["model=softmax", "callbacks.checkpoint=null"]))
+    assert 0 <= metrics["test/acc"] <= 1 and "val/acc" in metrics  # the run's last validation
+    assert (tmp_path / "metrics.json").is_file()
+
+
 def test_divergence_is_caught_between_checks_and_at_the_epoch_end():
     from types import SimpleNamespace
 

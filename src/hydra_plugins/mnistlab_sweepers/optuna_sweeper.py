@@ -92,9 +92,6 @@ def continued(trial, sweep_dir: Path) -> List[str]:
         return []
     step = global_step(checkpoint)
     os.rename(old, new)
-    earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number == retry_of]
-    for index, value in sorted(earlier[0].intermediate_values.items()) if earlier else ():
-        trial.report(value, index)  # what the pruner saw of it (the job goes on from its checkpoint's count)
     print(f"[sweep] trial {trial.number} continues trial {retry_of} from step {step} (folder {new.name})", flush=True)
     return [f"resume={quoted(str(new.absolute()))}", "hydra.output_subdir=null"]
 

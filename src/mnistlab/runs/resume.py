@@ -10,8 +10,9 @@ from typing import List, Optional
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from mnistlab.errors import ReceivedFileError, UserError
+from mnistlab.errors import ReceivedFileError, UserError, one_line
 from mnistlab.received.checkpoint import ReceivedCheckpoint
 from mnistlab.received.files import refuse_links
 from mnistlab.received.schemas import check_size
@@ -36,18 +37,24 @@ def apply_overrides(cfg: DictConfig, overrides: list, groups: set, original: fro
         key = override.key_or_group
         if key in RUN_POINTERS or key.startswith("hydra") or job_key([override.input_line]) <= original:
             continue  # a continued sweep job, or resume=auto, repeats the overrides the run was made with
+        if key == f"callbacks.{PRUNING_CALLBACK}":
+            continue  # the sweeper's link to the trial: set after the saved config is checked (resumed_config)
         if key in groups:
             raise UserError(
                 f"{override.input_line}: a resumed run keeps its config groups; "
                 f"change single keys instead (e.g. trainer.max_epochs=10)"
             )
-        if override.is_delete():
-            parent, _, leaf = key.rpartition(".")
-            node = OmegaConf.select(cfg, parent) if parent else cfg
-            if node is not None and leaf in node:
-                del node[leaf]
-        else:
-            OmegaConf.update(cfg, key, override.value(), merge=False, force_add=True)
+        try:
+            if override.is_delete():
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                if isinstance(node, DictConfig) and leaf in node:
+                    del node[leaf]
+            else:
+                OmegaConf.update(cfg, key, override.value(), merge=False, force_add=True)
+        except (ValueError, TypeError, KeyError, OmegaConfBaseException) as err:  # e.g. a key into the file's list
+            message = f"{override.input_line}: does not fit the saved config ({one_line(err)})"
+            raise ReceivedFileError(message) from None
 
 
 def requeued_sweep_job(cfg: DictConfig) -> bool:

@@ -161,7 +161,7 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    if best:
+    if best and checkpoint.best_model_score is not None:  # None: a checkpoint callback that monitors nothing
         metrics["val/acc"] = float(checkpoint.best_model_score)  # the tested checkpoint's
     recorder = RecordPredictions()  # the test's own predictions, for the report
     if cfg.get("report", True):
