@@ -53,19 +53,11 @@ def pruning_override(storage: str, trial_id: int) -> str:
     """What the Optuna sweeper puts on a trial's command line (pruning_overrides): a pruner that never prunes."""
     from hydra.core.override_parser.types import Transformer
 
-    callback = {
-        "_target_": "mnistlab.sweeps.pruning.OptunaPruning",
-        "storage": storage,
-        "study_name": "mnistlab",
-        "trial_id": trial_id,
-        "monitor": "val/acc",
-        "pruner": {"_target_": "optuna.pruners.NopPruner"},
-    }
-    return f"+callbacks.optuna_pruning={Transformer.str(callback)}"
+    return f"+callbacks.optuna_pruning={Transformer.str({**file_pruning(storage), 'trial_id': trial_id})}"
 
 
 def file_pruning(storage: str) -> dict:
-    """The pruning callback a sweep job's saved config holds: its own, interrupted trial's."""
+    """The pruning callback a sweep job's saved config holds: its own, interrupted trial's (trial 0)."""
     return {
         "_target_": "mnistlab.sweeps.pruning.OptunaPruning",
         "storage": storage,
