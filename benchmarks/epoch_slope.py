@@ -4,15 +4,18 @@
     python benchmarks/epoch_slope.py --models mlp data.data_dir=<...> data.batch_size=128
     python benchmarks/epoch_slope.py --epochs 1 2 --repeats 1 data.data_dir=<...>     # does it run?
     python benchmarks/epoch_slope.py --before fast_loop=false data.data_dir=<...>       # and the framework so
+    python benchmarks/epoch_slope.py --models "" --presets cnn_minute,mlp_best data.data_dir=<...>    # presets
 
 For each model, whole processes are timed from launch to exit, taking turns: `python train.py model=<m>
 trainer.max_epochs=E <overrides>` (its default configuration: validation every epoch, logging, checkpoints, the
 final test and report) and this file's own plain loop (`--raw`: the same network, batch size, optimizer and
-schedule over the same in-memory uint8 tensors, validating each epoch and testing at the end, nothing else), each
-for the two epoch counts of `--epochs` (1 and 3). The slope, (time at 3 - time at 1) / 2, is the time of an epoch
-with start-up cancelled; framework/raw is the raw loop's slope over the framework's (1.0: no cost per epoch). Each
-process's own peak resident memory is printed too. Medians of `--repeats`. `--before OVERRIDE` (repeatable) times a
-third side in the same turns, the framework with those overrides too (the "before" of a change that is a setting).
+schedule over the same in-memory uint8 tensors, with the same augmentation, label smoothing, L2 and EMA weights
+when the configuration has them, validating when the framework does and testing at the end, nothing else), each
+for the two epoch counts of `--epochs` (1 and 3); `--presets` times `experiment=<preset>` the same way. The
+slope, (time at 3 - time at 1) / 2, is the time of an epoch with start-up cancelled; framework/raw is the raw
+loop's slope over the framework's (1.0: no cost per epoch). Each process's own peak resident memory is printed
+too. Medians of `--repeats`. `--before OVERRIDE` (repeatable) times a third side in the same turns, the framework
+with those overrides too (the "before" of a change that is a setting).
 
 benchmarks/throughput.py measures steps inside one process instead: docs/performance.md says why the two differ.
 """
@@ -32,27 +35,36 @@ from processes import timed  # noqa: E402  (benchmarks/, beside this file)
 MODELS = ("softmax", "mlp", "cnn", "lstm")
 
 
-def framework_command(model: str, epochs: int, overrides: list, run_dir: Path) -> list:
+def chosen(name: str) -> str:
+    """The override that picks a row's configuration: a model's default, or a preset."""
+    return f"model={name}" if name in MODELS else f"experiment={name}"
+
+
+def framework_command(name: str, epochs: int, overrides: list, run_dir: Path) -> list:
     return [
         sys.executable,
         str(ROOT / "train.py"),
-        f"model={model}",
+        chosen(name),
         f"trainer.max_epochs={epochs}",
+        "trainer.max_steps=-1",  # the tutorial presets count steps: here epochs count
         *overrides,
         f"hydra.run.dir={run_dir}",
     ]
 
 
-def raw_command(model: str, epochs: int, overrides: list) -> list:
-    return [sys.executable, __file__, "--raw", str(epochs), f"model={model}", *overrides]
+def raw_command(name: str, epochs: int, overrides: list) -> list:
+    return [sys.executable, __file__, "--raw", str(epochs), chosen(name), *overrides]
 
 
 def raw_loop(epochs: int, overrides: list) -> None:
     """A hand-written loop: what train.py's default run does each epoch, written out in plain PyTorch."""
+    import copy
+
     import torch
     import torch.nn.functional as F
     from throughput import compose, device_of, network, optimizer_and_schedule  # benchmarks/, beside this file
 
+    from mnistlab.data.augment import random_affine
     from mnistlab.data.datasets import DATASETS
     from mnistlab.data.idx import read_idx
 
@@ -75,32 +87,52 @@ def raw_loop(epochs: int, overrides: list) -> None:
     optimizer, schedule = optimizer_and_schedule(cfg, net, steps_per_epoch, steps_per_epoch * epochs)
     weights = [p for p in net.parameters() if p.ndim > 1]
     l2, smoothing = cfg.model.get("l2", 0.0), cfg.model.get("label_smoothing", 0.0)
+    shift, rotate, scale = (cfg.data.augment[key] for key in ("shift", "rotate", "scale"))
+    ema = copy.deepcopy(net).requires_grad_(False).eval() if cfg.ema.enabled else None
+    evaluated = ema if ema is not None else net
+    validate_every = cfg.trainer.get("check_val_every_n_epoch") or 1
+    interval = cfg.trainer.get("val_check_interval")
+    validate_steps = interval if isinstance(interval, int) else None  # every N steps (mlp_tutorial), else epochs
 
     def accuracy(split) -> float:
-        net.eval()
+        evaluated.eval()
         correct = 0
         with torch.inference_mode():
             for x, y in zip(split[0].split(eval_batch_size), split[1].split(eval_batch_size)):
-                correct += (net(x.unsqueeze(1).float().div_(255)).argmax(1) == y).sum().item()
+                correct += (evaluated(x.unsqueeze(1).float().div_(255)).argmax(1) == y).sum().item()
         net.train()
         return correct / len(split[1])
 
-    for _ in range(epochs):
+    step, val_acc, validations, validated_at = 0, None, 0, None
+    for epoch in range(epochs):
         for index in torch.randperm(len(train[1]), device=device).split(batch_size):
             x = train[0].index_select(0, index).unsqueeze(1).float().div_(255)
+            if shift or rotate or scale:
+                x = random_affine(x, shift, rotate, scale)
             loss = F.cross_entropy(net(x), train[1].index_select(0, index), label_smoothing=smoothing)
             if l2:
                 loss = loss + l2 * 0.5 * sum(w.square().sum() for w in weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
+            if ema is not None:  # TF's average with its warm-up; buffers (BN statistics) copied
+                with torch.no_grad():
+                    decay = min(cfg.ema.decay, (1 + step) / (10 + step))
+                    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
+                    for average, buffer in zip(ema.buffers(), net.buffers()):
+                        average.copy_(buffer)
             if schedule is not None:
                 schedule.step()
-        val_acc = accuracy(val)
-    print(json.dumps({"val/acc": val_acc, "test/acc": accuracy(test)}))
+            if validate_steps and step % validate_steps == 0:
+                val_acc, validations, validated_at = accuracy(val), validations + 1, step
+        this_epoch = not validate_steps and (epoch + 1) % validate_every == 0
+        if this_epoch or (epoch + 1 == epochs and validated_at != step):  # the last step too, as ValidateAtStop
+            val_acc, validations, validated_at = accuracy(val), validations + 1, step
+    print(json.dumps({"val/acc": val_acc, "test/acc": accuracy(test), "validations": validations}))
 
 
-def measure(model: str, epochs: tuple, overrides: list, repeats: int, work: Path, before: list) -> dict:
+def measure(name: str, epochs: tuple, overrides: list, repeats: int, work: Path, before: list) -> dict:
     """Median slopes (s an epoch) and peaks of each side, their runs taking turns (the order reversed every other
     repeat). Sides: framework, raw, and `before` (the framework with the `before` overrides) when given."""
     sides = ("framework", "raw", "before") if before else ("framework", "raw")
@@ -110,10 +142,10 @@ def measure(model: str, epochs: tuple, overrides: list, repeats: int, work: Path
         for e in epochs:
             for side in sides if repeat % 2 == 0 else sides[::-1]:
                 if side == "raw":
-                    command = raw_command(model, e, overrides)
+                    command = raw_command(name, e, overrides)
                 else:
                     extra = before if side == "before" else []
-                    command = framework_command(model, e, [*overrides, *extra], work / f"{model}-{side}-{e}-{repeat}")
+                    command = framework_command(name, e, [*overrides, *extra], work / f"{name}-{side}-{e}-{repeat}")
                 took, _, peak = timed(command, ROOT)
                 seconds[(side, e)].append(took)
                 peaks[side].append(peak)
@@ -135,6 +167,7 @@ def measure(model: str, epochs: tuple, overrides: list, repeats: int, work: Path
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: softmax, mlp, cnn, lstm")
+    parser.add_argument("--presets", default="", help="comma-separated conf/experiment names, e.g. cnn_minute")
     parser.add_argument("--epochs", type=int, nargs=2, default=(1, 3), help="the two epoch counts of the slope")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the table here")
@@ -149,19 +182,25 @@ def main(argv=None) -> None:
     low, high = args.epochs
     if not 0 < low < high:
         raise SystemExit("error: --epochs takes two counts, the first smaller (1 3)")
-    models = args.models.split(",")
+    models, presets = [m for m in args.models.split(",") if m], [p for p in args.presets.split(",") if p]
     if unknown := set(models) - set(MODELS):
         raise SystemExit(f"error: --models: unknown {', '.join(sorted(unknown))} (of {', '.join(MODELS)})")
+    known = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    if unknown := set(presets) - set(known):
+        raise SystemExit(f"error: --presets: unknown {', '.join(sorted(unknown))} (of {', '.join(known)})")
+    if not models + presets:
+        raise SystemExit("error: nothing to time: give --models or --presets")
     columns = ("framework s/epoch", "raw s/epoch", "framework/raw", "framework peak MiB", "raw peak MiB")
     if args.before:
         print(f"before: the framework with {' '.join(args.before)}")
         columns += ("before s/epoch", "before/raw", "before peak MiB")
-    print(f"{'model':8} " + " ".join(f"{c:>18}" for c in columns), flush=True)  # a column per side's figure
+    width = max(8, *map(len, models + presets))
+    print(f"{'model':{width}} " + " ".join(f"{c:>18}" for c in columns), flush=True)  # a column per side's figure
     table = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-slope-") as tmp:
-        for model in models:
-            table[model] = measure(model, (low, high), args.overrides, args.repeats, Path(tmp), args.before)
-            print(f"{model:8} " + " ".join(f"{table[model][c]:>18.3f}" for c in columns), flush=True)
+        for name in models + presets:
+            table[name] = measure(name, (low, high), args.overrides, args.repeats, Path(tmp), args.before)
+            print(f"{name:{width}} " + " ".join(f"{table[name][c]:>18.3f}" for c in columns), flush=True)
     print(
         f"\nslopes of whole processes, {low} against {high} epochs, median of {args.repeats}; start-up s: "
         + ", ".join(f"{m} {t['framework start s']:.1f} / {t['raw start s']:.1f}" for m, t in table.items())

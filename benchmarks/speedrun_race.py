@@ -20,7 +20,8 @@ process timed from launch to exit:
              repository's data_saver.py writes them: ToTensor, Normalize(0.1307, 0.3081), the training set
              shuffled once) are made here from the same .gz files without torchvision, outside the timing,
              as the notebook's author timed it too.
-Then the start-up of train.py: seconds from launch to the end of the first training step, and the imports
+Then the start-up of train.py: seconds from launch to the end of the first training step (beside a plain PyTorch
+program's, benchmarks/plain_first_step.py: start-up's floor), and the imports
 (`python -X importtime`) that take longest. Nothing is downloaded.
 """
 
@@ -34,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from processes import timed
-from startup import first_step_times  # benchmarks/, beside this file
+from startup import first_step_times, plain_first_step_seconds  # benchmarks/, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "8_Final_00s76.ipynb"
@@ -140,7 +141,10 @@ def main(argv=None) -> None:
                 f"{theirs[0]:>11.2f} {theirs[1]:>6.2f} {theirs[2]:>8.0f}",
                 flush=True,
             )
-        first_steps = [first_step_seconds(data_dir, work) for _ in range(args.startup_repeats)]
+        first_steps, floors = [], []
+        for _ in range(args.startup_repeats):
+            first_steps.append(first_step_seconds(data_dir, work))
+            floors.append(plain_first_step_seconds(data_dir))
 
     ours_s, ours_acc, ours_mib = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
     theirs_s, theirs_acc, theirs_mib = [r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows]
@@ -163,7 +167,8 @@ def main(argv=None) -> None:
     )
     print(
         f"\ntrain.py speedrun: launch to the end of the first training step {statistics.median(first_steps):.2f} s"
-        f" (median of {len(first_steps)})"
+        f" (median of {len(first_steps)}); a plain PyTorch program's (benchmarks/plain_first_step.py)"
+        f" {statistics.median(floors):.2f} s"
     )
     print("imports of train.py in order, cumulative s (indented: pulled in by the next one below):")
     for seconds, module in slowest_imports():

@@ -5,7 +5,10 @@
 
 Each repeat launches `python train.py experiment=speedrun` of both checkouts (who goes first alternates),
 with benchmarks/first_step.py's FirstStepClock, which ends the process after the first training step.
-Printed: seconds from launch to the start of fit and to the end of the first training step, medians.
+Printed: seconds from launch to the start of fit and to the end of the first training step, medians. In the
+same turns, plain_first_step.py (a plain PyTorch program: import torch, read the images, build the network and
+Adam, one step) gives the floor that no framework can go under; this checkout's first step minus it is what the
+framework adds.
 Each checkout runs with its own interpreter (--python, --other-python), so that each can have the
 packages it installs: start-up depends on what is installed as much as on the code (torchmetrics
 imports torchvision and scipy whenever they are there).
@@ -40,6 +43,16 @@ def first_step_times(overrides: list, work: Path, checkout: Path = ROOT, python:
     return {event: at - launched for event, at in json.loads(stamp.read_text()).items()}
 
 
+def plain_first_step_seconds(data_dir: Path, python: str = sys.executable) -> float:
+    """Seconds from launching plain_first_step.py to the end of its first training step: start-up's floor."""
+    launched = time.time()
+    command = [python, str(ROOT / "benchmarks" / "plain_first_step.py"), str(data_dir)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["first_step"] - launched
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--other", type=Path, required=True, help="another checkout of this repository")
@@ -53,10 +66,13 @@ def main(argv=None) -> dict:
         raise SystemExit(f"error: {args.other} has no train.py: --other takes a checkout of this repository")
     speedrun = ["experiment=speedrun", f"data.data_dir={args.data_dir.resolve()}", "+trainer.enable_progress_bar=false"]
     sides = {"this": (ROOT, args.python), "other": (args.other.resolve(), args.other_python)}
-    times: dict = {name: [] for name in sides}
+    times: dict = {name: [] for name in [*sides, "plain"]}
     with tempfile.TemporaryDirectory(prefix="mnistlab-startup-") as tmp:
         for i in range(args.repeats):
-            for name in sides if i % 2 == 0 else reversed(list(sides)):
+            for name in [*sides, "plain"] if i % 2 == 0 else ["plain", *reversed(list(sides))]:
+                if name == "plain":
+                    times[name].append({"first_step": plain_first_step_seconds(args.data_dir.resolve(), args.python)})
+                    continue
                 work = Path(tmp, name)
                 work.mkdir(exist_ok=True)
                 times[name].append(first_step_times(speedrun + args.overrides, work, *sides[name]))
@@ -65,6 +81,11 @@ def main(argv=None) -> dict:
         fit = statistics.median(t["fit_start"] for t in times[name])
         step = statistics.median(t["first_step"] for t in times[name])
         print(f"{name:<8} {python[-28:]:<28} {fit:>11.2f} {step:>12.2f}   {checkout}")
+    floor = statistics.median(t["first_step"] for t in times["plain"])
+    print(f"{'plain':<8} {args.python[-28:]:<28} {'-':>11} {floor:>12.2f}   benchmarks/plain_first_step.py")
+    for name in sides:
+        added = statistics.median(t["first_step"] for t in times[name]) - floor
+        print(f"{name}: the framework adds {added:.2f} s to a plain PyTorch program's first step")
     return times
 
 

@@ -94,7 +94,8 @@ def test_benchmark_takes_overrides_of_the_model_it_times(mnist_dir):
 
 @pytest.mark.process
 def test_startup_benchmark_times_both_checkouts(mnist_dir, tmp_path):
-    """This checkout against a copy of its own train.py and src/: both reach their first training step."""
+    """This checkout against a copy of its own train.py and src/: both reach their first training step, and so
+    does the plain PyTorch program of the floor."""
     other = tmp_path / "other"
     shutil.copytree(ROOT / "src", other / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     shutil.copytree(ROOT / "conf", other / "conf")
@@ -104,9 +105,15 @@ def test_startup_benchmark_times_both_checkouts(mnist_dir, tmp_path):
         "benchmarks/startup.py", "--other", str(other), "--data-dir", str(mnist_dir), "--repeats", "1", *overrides
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
-    assert set(rows) == {"this", "other"} and rows["other"][-1] == str(other)
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert set(rows) == {"this", "other", "plain"} and rows["other"][-1] == str(other)
+    plain = rows.pop("plain")
     assert all(0 < float(row[2]) <= float(row[3]) for row in rows.values())  # fit starts before the first step ends
+    assert plain[2] == "-" and float(plain[3]) > 0  # the plain program has no fit: only its first step
+    for name in ("this", "other"):
+        added = float(next(line for line in lines if line.startswith(f"{name}: the framework adds")).split()[4])
+        assert added == pytest.approx(float(rows[name][3]) - float(plain[3]), abs=0.01)
 
 
 def test_race_runs_the_reference_notebook_as_a_script_without_its_magics(tmp_path):
@@ -188,3 +195,38 @@ def test_the_plain_loop_of_the_slope_learns(mnist_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     accuracies = json.loads(result.stdout.strip().splitlines()[-1])
     assert accuracies["val/acc"] > 0.5 and accuracies["test/acc"] > 0.5  # ten classes: chance is 0.1
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    "preset, schedule, validations",
+    [
+        ("mlp_best", ["trainer.check_val_every_n_epoch=2"], 2),  # after epochs 2 and 3 (the last)
+        # 500 training images at batch 100: 15 steps; validated after steps 4, 8, 12 and 15 (the last)
+        ("mlp_tutorial", ["trainer.val_check_interval=4", "data.batch_size=100", "optimizer.lr=0.3"], 4),
+    ],
+)
+def test_the_plain_loop_of_a_preset_validates_when_the_framework_does(mnist_dir, preset, schedule, validations):
+    """mlp_best: augmented batches and EMA weights; mlp_tutorial: L2, SGD with staircase decay, EMA, validation
+    every N steps. Validated as check_val_every_n_epoch or val_check_interval and mnistlab's ValidateAtStop
+    (the last step) have the framework do."""
+    result = run_script(
+        "benchmarks/epoch_slope.py",
+        "--raw",
+        "3",
+        f"experiment={preset}",
+        f"data.data_dir={mnist_dir}",
+        f"data.val_size={VAL_SIZE}",
+        "threads=1",
+        "optimizer.lr=3e-3",
+        *schedule,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["validations"] == validations
+    assert outcome["val/acc"] > 0.5 and outcome["test/acc"] > 0.5  # the averaged weights learned too
+
+
+def test_epoch_slope_refuses_an_unknown_preset():
+    result = run_script("benchmarks/epoch_slope.py", "--models", "", "--presets", "speedrun,fastest")
+    assert result.returncode == 1 and result.stderr.strip().startswith("error: --presets: unknown fastest (of ")
