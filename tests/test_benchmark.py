@@ -113,7 +113,8 @@ def test_startup_benchmark_times_both_checkouts(mnist_dir, tmp_path):
     assert plain[2] == "-" and float(plain[3]) > 0  # the plain program has no fit: only its first step
     for name in ("this", "other"):
         added = float(next(line for line in lines if line.startswith(f"{name}: the framework adds")).split()[4])
-        assert added == pytest.approx(float(rows[name][3]) - float(plain[3]), abs=0.01)
+        # three figures each rounded to 0.01 s: up to 0.015 s apart
+        assert added == pytest.approx(float(rows[name][3]) - float(plain[3]), abs=0.016)
 
 
 def test_race_runs_the_reference_notebook_as_a_script_without_its_magics(tmp_path):
