@@ -110,10 +110,11 @@ def raw_loop(epochs: int, overrides: list) -> None:
             if shift or rotate or scale:
                 x = random_affine(x, shift, rotate, scale)
             loss = F.cross_entropy(net(x), train[1].index_select(0, index), label_smoothing=smoothing)
-            if l2:
-                loss = loss + l2 * 0.5 * sum(w.square().sum() for w in weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if l2:  # the penalty l2 * 0.5 * sum(w**2)'s gradient, added as the framework does (the same numbers)
+                with torch.no_grad():
+                    torch._foreach_add_([w.grad for w in weights], torch._foreach_mul(weights, l2))
             optimizer.step()
             step += 1
             if ema is not None:  # TF's average with its warm-up; buffers (BN statistics) copied

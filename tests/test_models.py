@@ -86,3 +86,42 @@ def test_exponential_decay_staircase():
         torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 100, rate=0.5, decay_steps=2, staircase=False
     )
     assert smooth.lr_lambdas[0](1) == pytest.approx(0.5**0.5)
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        {"_target_": "mnistlab.models.mlp.MLP", "hidden": [500]},
+        {"_target_": "mnistlab.models.cnn.CNN", "channels": [4, 8], "fc_size": 16},
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_l2_gradient_added_in_place_is_autograds_of_the_penalty(net):
+    """Classifier.on_before_optimizer_step adds l2 * w to the weights' gradients: after 20 SGD steps, the same
+    weights, bit for bit, as a loss with the penalty l2 * 0.5 * sum(w**2) built into it."""
+    from mnistlab.training.classifier import Classifier
+
+    sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5}
+    torch.manual_seed(0)
+    images, labels = torch.rand(20, 32, 1, 28, 28), torch.randint(0, 10, (20, 32))
+    nets = []
+    for in_place in (True, False):
+        torch.manual_seed(1)
+        model = Classifier(net, sgd, l2=1e-3, init="trunc_normal")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        for x, y in zip(images, labels):
+            loss = torch.nn.functional.cross_entropy(model.net(x), y)
+            if not in_place:
+                loss = loss + 1e-3 * 0.5 * sum(w.square().sum() for w in model.weights)
+            optimizer.zero_grad()
+            loss.backward()
+            if in_place:
+                model.on_before_optimizer_step(optimizer)
+            optimizer.step()
+        nets.append(model.net.state_dict())
+    assert nets[0].keys() == nets[1].keys()
+    for name in nets[0]:
+        assert torch.equal(nets[0][name], nets[1][name]), name
+    assert not torch.equal(
+        nets[0][name], Classifier(net, sgd, init="trunc_normal").net.state_dict()[name]
+    )  # it trained

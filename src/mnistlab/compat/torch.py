@@ -12,3 +12,13 @@ def lerp_all(targets: List[torch.Tensor], sources: List[torch.Tensor], weight: f
     else:  # the same arithmetic, one tensor at a time
         for target, source in zip(targets, sources):
             target.lerp_(source, weight)
+
+
+def add_scaled_all(targets: List[torch.Tensor], sources: List[torch.Tensor], scale: float) -> None:
+    """targets[i] += scale * sources[i] for every i, in place, the product rounded before the sum as autograd's
+    is (`add_(source, alpha=scale)` may fuse the two: other numbers)."""
+    if hasattr(torch, "_foreach_add_") and hasattr(torch, "_foreach_mul"):  # two multi-tensor kernels
+        torch._foreach_add_(targets, torch._foreach_mul(sources, scale))
+    else:  # the same arithmetic, one tensor at a time
+        for target, source in zip(targets, sources):
+            target.add_(source * scale)
