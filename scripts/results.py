@@ -91,7 +91,8 @@ def main() -> None:
                 f"{experiment} seed {seed}: test/acc {run['test_acc']:.4f}, {run['steps']} steps, {run['seconds']} s",
                 flush=True,
             )
-            runs = [r for r in runs if (r["experiment"], r["seed"]) != (experiment, seed)] + [run]
+            same = [i for i, r in enumerate(runs) if (r["experiment"], r["seed"]) == (experiment, seed)]
+            runs = runs[: same[0]] + [run] + runs[same[0] + 1 :] if same else runs + [run]  # a rerun keeps its row
             record.write_text(json.dumps(runs, indent=1) + "\n")
 
     page = args.docs / "results.md"
