@@ -10,7 +10,7 @@ from mnistlab.data.unpack import read_ahead
 from mnistlab.perf.garbage import collections_paused
 from mnistlab.runs.distributed import launch_arguments
 from mnistlab.runs.resume import continue_in_run_dir
-from mnistlab.runs.run_dir import register_resolvers
+from mnistlab.runs.run_dir import claim_named_dir, register_resolvers
 from mnistlab.settings.schema import register_schemas, validate
 
 register_schemas()
@@ -35,4 +35,5 @@ if __name__ == "__main__":
     with exit_on_bad_input():
         sys.argv = continue_in_run_dir(sys.argv)  # resume=<run dir>: Hydra runs in that directory again
         sys.argv = launch_arguments(sys.argv)  # torchrun, srun: one run of several processes
+        claim_named_dir(sys.argv)  # hydra.run.dir=<new folder>: gone again if the run is refused
     run(main)

@@ -108,8 +108,9 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
     [
         (["trainer.max_epochs=-1"], "set trainer.max_steps"),
         (["data.data_dir=nowhere"], "MNIST not found: .* missing in nowhere/MNIST/raw/ and the download failed"),
+        (["trainer.max_epochs=-1", "hydra.run.dir=runs/named"], "set trainer.max_steps"),  # and runs/ made for it
     ],
-    ids=["max_epochs=-1", "no data, offline"],
+    ids=["max_epochs=-1", "no data, offline", "a named run folder"],
 )
 def test_a_run_refused_before_training_says_why_in_one_line_and_leaves_no_folder(arguments, message, tmp_path):
     result = subprocess.run(
@@ -123,4 +124,15 @@ def test_a_run_refused_before_training_says_why_in_one_line_and_leaves_no_folder
     assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ") and re.search(message, line), line
-    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/, no nowhere/MNIST/raw/
+    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/, no nowhere/MNIST/raw/, no runs/named/
+
+
+def test_a_refused_run_leaves_a_named_folder_that_was_there_before(tmp_path):
+    """Only a folder the run made is removed: one that existed (empty here) keeps what Hydra wrote into it."""
+    (tmp_path / "named").mkdir()
+    arguments = ["trainer.max_epochs=-1", "hydra.run.dir=named", "threads=1"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2 and "set trainer.max_steps" in result.stderr, result.stderr
+    assert (tmp_path / "named" / ".hydra" / "config.yaml").is_file()

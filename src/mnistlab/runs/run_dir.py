@@ -13,7 +13,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 
 from mnistlab.received.run_config import read_run_config
-from mnistlab.runs.distributed import one_for_all_ranks
+from mnistlab.runs.distributed import launched, one_for_all_ranks
 from mnistlab.settings.schema import DataConfig
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
@@ -44,6 +44,24 @@ def claim_new_dir(path: str) -> str:
             atexit.register(discard_unused)
         claimed.append((Path(candidate), made))
         return candidate
+
+
+def claim_named_dir(argv: List[str]) -> None:
+    """A run folder named on the command line (`hydra.run.dir=<path>`) that does not exist yet is Hydra's to
+    create, and is removed at exit as a claimed one is when the run is refused before training. Not for sweeps
+    (their folder holds jobs) nor for processes of a torchrun or srun run (rank 0's folder)."""
+    if "-m" in argv or "--multirun" in argv or launched() is not None:
+        return
+    named = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("hydra.run.dir=")]
+    if not named or not named[-1] or "${" in named[-1]:
+        return
+    folder = Path(os.path.abspath(named[-1]))  # "a/.." is the folder it names; relative to where the run starts
+    if folder.exists():
+        return
+    made = [parent for parent in folder.parents if not parent.exists()]
+    if not claimed:
+        atexit.register(discard_unused)
+    claimed.append((folder, made))
 
 
 def discard_unused() -> None:
