@@ -64,6 +64,7 @@ def raw_loop(epochs: int, overrides: list) -> None:
     import torch.nn.functional as F
     from throughput import compose, device_of, network, optimizer_and_schedule  # benchmarks/, beside this file
 
+    from mnistlab.compat.torch import add_scaled_all, lerp_all
     from mnistlab.data.augment import random_affine
     from mnistlab.data.datasets import DATASETS
     from mnistlab.data.idx import read_idx
@@ -114,13 +115,13 @@ def raw_loop(epochs: int, overrides: list) -> None:
             loss.backward()
             if l2:  # the penalty l2 * 0.5 * sum(w**2)'s gradient, added as the framework does (the same numbers)
                 with torch.no_grad():
-                    torch._foreach_add_([w.grad for w in weights], torch._foreach_mul(weights, l2))
+                    add_scaled_all([w.grad for w in weights], weights, l2)
             optimizer.step()
             step += 1
             if ema is not None:  # TF's average with its warm-up; buffers (BN statistics) copied
                 with torch.no_grad():
                     decay = min(cfg.ema.decay, (1 + step) / (10 + step))
-                    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
+                    lerp_all(list(ema.parameters()), list(net.parameters()), 1 - decay)
                     for average, buffer in zip(ema.buffers(), net.buffers()):
                         average.copy_(buffer)
             if schedule is not None:

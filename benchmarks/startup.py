@@ -77,15 +77,13 @@ def main(argv=None) -> dict:
                 work.mkdir(exist_ok=True)
                 times[name].append(first_step_times(speedrun + args.overrides, work, *sides[name]))
     print(f"{'checkout':<8} {'python':<28} {'fit start s':>11} {'first step s':>12}  (medians of {args.repeats})")
+    step = {name: statistics.median(t["first_step"] for t in runs) for name, runs in times.items()}
     for name, (checkout, python) in sides.items():
         fit = statistics.median(t["fit_start"] for t in times[name])
-        step = statistics.median(t["first_step"] for t in times[name])
-        print(f"{name:<8} {python[-28:]:<28} {fit:>11.2f} {step:>12.2f}   {checkout}")
-    floor = statistics.median(t["first_step"] for t in times["plain"])
-    print(f"{'plain':<8} {args.python[-28:]:<28} {'-':>11} {floor:>12.2f}   benchmarks/plain_first_step.py")
+        print(f"{name:<8} {python[-28:]:<28} {fit:>11.2f} {step[name]:>12.2f}   {checkout}")
+    print(f"{'plain':<8} {args.python[-28:]:<28} {'-':>11} {step['plain']:>12.2f}   benchmarks/plain_first_step.py")
     for name in sides:
-        added = statistics.median(t["first_step"] for t in times[name]) - floor
-        print(f"{name}: the framework adds {added:.2f} s to a plain PyTorch program's first step")
+        print(f"{name}: the framework adds {step[name] - step['plain']:.2f} s to a plain PyTorch program's first step")
     return times
 
 

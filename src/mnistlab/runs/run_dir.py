@@ -40,9 +40,7 @@ def claim_new_dir(path: str) -> str:
             os.mkdir(candidate)
         except FileExistsError:
             continue
-        if not claimed:
-            atexit.register(discard_unused)
-        claimed.append((Path(candidate), made))
+        discard_at_exit_if_unused(Path(candidate), made)
         return candidate
 
 
@@ -58,7 +56,11 @@ def claim_named_dir(argv: List[str]) -> None:
     folder = Path(os.path.abspath(named[-1]))  # "a/.." is the folder it names; relative to where the run starts
     if folder.exists():
         return
-    made = [parent for parent in folder.parents if not parent.exists()]
+    discard_at_exit_if_unused(folder, [parent for parent in folder.parents if not parent.exists()])
+
+
+def discard_at_exit_if_unused(folder: Path, made: List[Path]) -> None:
+    """Claim `folder` (and `made`, the parents made for it, deepest first) for discard_unused at exit."""
     if not claimed:
         atexit.register(discard_unused)
     claimed.append((folder, made))
