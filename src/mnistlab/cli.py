@@ -7,6 +7,7 @@ import warnings
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable, Iterator
 
+from mnistlab.compat.hydra_compose import composing_once
 from mnistlab.compat.hydra_help import speed_up_help
 from mnistlab.errors import UserError, one_line
 from mnistlab.perf.garbage import no_collection_at_exit
@@ -84,7 +85,7 @@ def run(main: Callable[[], object]) -> None:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         speed_up_help()
     try:
-        with exit_on_bad_input():
+        with exit_on_bad_input(), composing_once():  # a run's config composed once, not twice as Hydra does
             main()
     finally:
         no_collection_at_exit()
