@@ -5,7 +5,9 @@
 
 Each repeat launches `python train.py experiment=speedrun` of both checkouts (who goes first alternates),
 with benchmarks/first_step.py's FirstStepClock, which ends the process after the first training step.
-Printed: seconds from launch to the start of fit and to the end of the first training step, medians. In the
+Printed: seconds from launch to the start of fit and to the end of the first training step, medians; and, from
+launches of to_task.py in the same turns, to train.py's task (its training stubbed: Hydra, composing and the
+checks, no torch), the part of start-up that is mnistlab's and Hydra's alone. In the
 same turns, plain_first_step.py (a plain PyTorch program: import torch, read the images, build the network and
 Adam, one step) gives the floor that no framework can go under; this checkout's first step minus it is what the
 framework adds.
@@ -43,6 +45,25 @@ def first_step_times(overrides: list, work: Path, checkout: Path = ROOT, python:
     return {event: at - launched for event, at in json.loads(stamp.read_text()).items()}
 
 
+def to_task_seconds(overrides: list, work: Path, checkout: Path = ROOT, python: str = sys.executable) -> float:
+    """Seconds from launching train.py of `checkout` (through to_task.py) to its task: torch is never imported."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(checkout / "src"), os.environ.get("PYTHONPATH")]))
+    )
+    command = [
+        python,
+        str(ROOT / "benchmarks" / "to_task.py"),
+        str(checkout),
+        *overrides,
+        f"hydra.run.dir={work / 'to_task_run'}",
+    ]
+    launched = time.time()
+    result = subprocess.run(command, env=env, cwd=checkout, capture_output=True, text=True)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["task"] - launched
+
+
 def plain_first_step_seconds(data_dir: Path, python: str = sys.executable) -> float:
     """Seconds from launching plain_first_step.py to the end of its first training step: start-up's floor."""
     launched = time.time()
@@ -76,12 +97,15 @@ def main(argv=None) -> dict:
                 work = Path(tmp, name)
                 work.mkdir(exist_ok=True)
                 times[name].append(first_step_times(speedrun + args.overrides, work, *sides[name]))
-    print(f"{'checkout':<8} {'python':<28} {'fit start s':>11} {'first step s':>12}  (medians of {args.repeats})")
+                times[name][-1]["task"] = to_task_seconds(speedrun + args.overrides, work, *sides[name])
+    heads = f"{'task s':>6} {'fit start s':>11} {'first step s':>12}"
+    print(f"{'checkout':<8} {'python':<28} {heads}  (medians of {args.repeats})")
     step = {name: statistics.median(t["first_step"] for t in runs) for name, runs in times.items()}
     for name, (checkout, python) in sides.items():
-        fit = statistics.median(t["fit_start"] for t in times[name])
-        print(f"{name:<8} {python[-28:]:<28} {fit:>11.2f} {step[name]:>12.2f}   {checkout}")
-    print(f"{'plain':<8} {args.python[-28:]:<28} {'-':>11} {step['plain']:>12.2f}   benchmarks/plain_first_step.py")
+        fit, task = (statistics.median(t[event] for t in times[name]) for event in ("fit_start", "task"))
+        print(f"{name:<8} {python[-28:]:<28} {task:>6.2f} {fit:>11.2f} {step[name]:>12.2f}   {checkout}")
+    plain = f"{'-':>6} {'-':>11} {step['plain']:>12.2f}   benchmarks/plain_first_step.py"
+    print(f"{'plain':<8} {args.python[-28:]:<28} {plain}")
     for name in sides:
         print(f"{name}: the framework adds {step[name] - step['plain']:.2f} s to a plain PyTorch program's first step")
     return times
