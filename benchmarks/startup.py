@@ -58,7 +58,7 @@ def to_task_seconds(overrides: list, work: Path, checkout: Path = ROOT, python: 
         f"hydra.run.dir={work / 'to_task_run'}",
     ]
     launched = time.time()
-    result = subprocess.run(command, env=env, cwd=checkout, capture_output=True, text=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0 or not result.stdout.strip():
         raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])["task"] - launched
