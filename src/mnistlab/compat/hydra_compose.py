@@ -54,15 +54,11 @@ def composing_once() -> Iterator[None]:
         self.composed_run = (config_name, run_overrides, cfg) if cfg.hydra.mode == RunMode.RUN else None
         return mode
 
-    def compose_config(self, config_name, overrides, run_mode, **options):
+    def compose_config(self, config_name, overrides, run_mode, *more, **options):
         kept, self.composed_run = getattr(self, "composed_run", None), None
-        if kept is None or (config_name, list(overrides), run_mode, set(options)) != (
-            kept[0],
-            kept[1],
-            RunMode.RUN,
-            {"with_log_configuration"},  # Hydra.run's call; any other caller composes afresh
-        ):
-            return original_compose(self, config_name, overrides, run_mode=run_mode, **options)
+        runs = run_mode == RunMode.RUN and not more and set(options) == {"with_log_configuration"}  # Hydra.run's call
+        if kept is None or not runs or kept[:2] != (config_name, list(overrides)):  # any other composes afresh
+            return original_compose(self, config_name, overrides, run_mode, *more, **options)
         loader = self.config_loader
 
         def load_configuration(**_):  # once: Hydra's own logging set-up runs around it
