@@ -29,13 +29,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def checkout_env(checkout: Path, *more: str) -> dict:
+    """The environment that runs `checkout`'s train.py with its own mnistlab first on the path (then `more`)."""
+    path = [str(checkout / "src"), *more, os.environ.get("PYTHONPATH")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
+
+
 def first_step_times(overrides: list, work: Path, checkout: Path = ROOT, python: str = sys.executable) -> dict:
     """Seconds from launching `python train.py` of `checkout` to fit start, training start and the end of the first
     training step (first_step.py's FirstStepClock stops the process there). Also for throughput.py and the race."""
     stamp = work / "first_step.json"
     stamp.unlink(missing_ok=True)
-    path = [str(checkout / "src"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))  # the checkout's own mnistlab first
+    env = checkout_env(checkout, str(ROOT / "benchmarks"))
     command = [python, str(checkout / "train.py"), *overrides, f"hydra.run.dir={work / 'first_step_run'}"]
     command += ["+callbacks.first_step._target_=first_step.FirstStepClock", f"+callbacks.first_step.path={stamp}"]
     launched = time.time()
@@ -47,9 +52,7 @@ def first_step_times(overrides: list, work: Path, checkout: Path = ROOT, python:
 
 def to_task_seconds(overrides: list, work: Path, checkout: Path = ROOT, python: str = sys.executable) -> float:
     """Seconds from launching train.py of `checkout` (through to_task.py) to its task: torch is never imported."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(checkout / "src"), os.environ.get("PYTHONPATH")]))
-    )
+    env = checkout_env(checkout)
     command = [
         python,
         str(ROOT / "benchmarks" / "to_task.py"),

@@ -40,10 +40,11 @@ def composing_once() -> Iterator[None]:
     def get_mode(self, config_name, overrides):
         try:
             parsed = OverridesParser.create().parse_overrides(overrides=overrides)
-            if any(override.is_sweep_override() for override in parsed):  # a multirun's, or refused in a run
-                raise ValueError("sweep")
-            cfg = original_compose(self, config_name, list(overrides), run_mode=RunMode.RUN)
-        except Exception:  # Hydra's own answer (it composes as a multirun would); the run's composing reports errors
+            sweeps = any(override.is_sweep_override() for override in parsed)  # a multirun's, or refused in a run
+            cfg = None if sweeps else original_compose(self, config_name, list(overrides), run_mode=RunMode.RUN)
+        except Exception:  # the run's composing reports it
+            cfg = None
+        if cfg is None:  # Hydra's own answer (it composes as a multirun would)
             return original_get_mode(self, config_name, overrides)
         mode, run_overrides = cfg.hydra.mode, list(overrides)
         if mode is None:  # the run's composition will have Hydra's added override: applied here, last, as there
