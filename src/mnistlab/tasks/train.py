@@ -171,7 +171,10 @@ def train(cfg: DictConfig) -> dict:
     metrics["step"] = trainer.global_step
     metrics["model/parameters"] = sum(p.numel() for p in model.net.parameters() if p.requires_grad)  # a trade-off axis
     # not a metric: it differs between a run resumed and one never stopped (report.md shows it)
-    memory = {"peak resident": peak_resident_mib(), **largest_parts(libraries, datamodule, model, trainer.optimizers)}
+    # the kernel's memory counters are approximate (per-CPU batches): its peak, read now, can fall a few pages
+    # short of the resident size read at the start
+    peak = max(peak_resident_mib(), libraries)
+    memory = {"peak resident": peak, **largest_parts(libraries, datamodule, model, trainer.optimizers)}
 
     if trainer.is_global_zero:
         run_dir = os.path.relpath(cfg.paths.output_dir)
