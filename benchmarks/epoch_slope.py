@@ -15,7 +15,9 @@ for the two epoch counts of `--epochs` (1 and 3); `--presets` times `experiment=
 slope, (time at 3 - time at 1) / 2, is the time of an epoch with start-up cancelled; framework/raw is the raw
 loop's slope over the framework's (1.0: no cost per epoch). Each process's own peak resident memory is printed
 too. Medians of `--repeats`. `--before OVERRIDE` (repeatable) times a third side in the same turns, the framework
-with those overrides too (the "before" of a change that is a setting).
+with those overrides too (the "before" of a change that is a setting). Beside the slopes, each side's epochs as its
+own process timed them (train.py's epoch lines; the plain loop's own clock), all but the first of the longer runs:
+free of start-up, test and exit, whose noise a slope of long epochs must outlast.
 
 benchmarks/throughput.py measures steps inside one process instead: docs/performance.md says why the two differ.
 """
@@ -23,9 +25,11 @@ benchmarks/throughput.py measures steps inside one process instead: docs/perform
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,8 +108,9 @@ def raw_loop(epochs: int, overrides: list) -> None:
         net.train()
         return correct / len(split[1])
 
-    step, val_acc, validations, validated_at = 0, None, 0, None
+    step, val_acc, validations, validated_at, epoch_seconds = 0, None, 0, None, []
     for epoch in range(epochs):
+        started = time.perf_counter()
         for index in torch.randperm(len(train[1]), device=device).split(batch_size):
             x = train[0].index_select(0, index).unsqueeze(1).float().div_(255)
             if shift or rotate or scale:
@@ -131,7 +136,19 @@ def raw_loop(epochs: int, overrides: list) -> None:
         this_epoch = not validate_steps and (epoch + 1) % validate_every == 0
         if this_epoch or (epoch + 1 == epochs and validated_at != step):  # the last step too, as ValidateAtStop
             val_acc, validations, validated_at = accuracy(val), validations + 1, step
-    print(json.dumps({"val/acc": val_acc, "test/acc": accuracy(test), "validations": validations}))
+        epoch_seconds.append(time.perf_counter() - started)  # its validation included, as in train.py's epoch line
+    outcome = {"val/acc": val_acc, "test/acc": accuracy(test), "validations": validations}
+    print(json.dumps({**outcome, "epoch_seconds": epoch_seconds}))
+
+
+EPOCH_LINE = re.compile(r"^epoch \d+(?:/\d+)?  step \d+.*  \((\d+(?:\.\d+)?) s\)$", re.MULTILINE)  # ProgressBar's
+
+
+def epochs_inside(side: str, stdout: str) -> list:
+    """Each epoch's seconds as the process itself timed it: train.py's epoch lines, the plain loop's JSON."""
+    if side == "raw":
+        return json.loads(stdout.strip().splitlines()[-1])["epoch_seconds"]
+    return [float(seconds) for seconds in EPOCH_LINE.findall(stdout)]
 
 
 def measure(name: str, epochs: tuple, overrides: list, repeats: int, work: Path, before: list) -> dict:
@@ -140,6 +157,7 @@ def measure(name: str, epochs: tuple, overrides: list, repeats: int, work: Path,
     sides = ("framework", "raw", "before") if before else ("framework", "raw")
     seconds = {(side, e): [] for side in sides for e in epochs}
     peaks = {side: [] for side in sides}
+    inside = {side: [] for side in sides}  # per repeat: the mean epoch after the first of the longer run
     for repeat in range(repeats):
         for e in epochs:
             for side in sides if repeat % 2 == 0 else sides[::-1]:
@@ -148,9 +166,14 @@ def measure(name: str, epochs: tuple, overrides: list, repeats: int, work: Path,
                 else:
                     extra = before if side == "before" else []
                     command = framework_command(name, e, [*overrides, *extra], work / f"{name}-{side}-{e}-{repeat}")
-                took, _, peak = timed(command, ROOT)
+                took, stdout, peak = timed(command, ROOT)
                 seconds[(side, e)].append(took)
                 peaks[side].append(peak)
+                timed_inside = epochs_inside(side, stdout)
+                if len(timed_inside) != e:
+                    raise SystemExit(f"error: {' '.join(command)}: {len(timed_inside)} epochs timed, not {e}")
+                if e == epochs[1]:
+                    inside[side].append(statistics.mean(timed_inside[1:]))
     low, high = epochs
     slope = {
         side: statistics.median(b - a for a, b in zip(seconds[(side, low)], seconds[(side, high)])) / (high - low)
@@ -163,6 +186,10 @@ def measure(name: str, epochs: tuple, overrides: list, repeats: int, work: Path,
             table[f"{side}/raw"] = slope["raw"] / slope[side]
         table[f"{side} start s"] = statistics.median(seconds[(side, low)]) - low * slope[side]
         table[f"{side} peak MiB"] = statistics.median(peaks[side])
+        table[f"{side} inside s/epoch"] = statistics.median(inside[side])
+        if side != "raw":
+            inside_epoch = table[f"{side} inside s/epoch"]  # 0 only for an epoch under 5 ms (its line's 0.00 s)
+            table[f"{side}/raw inside"] = statistics.median(inside["raw"]) / inside_epoch if inside_epoch else math.nan
     return table
 
 
@@ -206,6 +233,14 @@ def main(argv=None) -> None:
     print(
         f"\nslopes of whole processes, {low} against {high} epochs, median of {args.repeats}; start-up s: "
         + ", ".join(f"{m} {t['framework start s']:.1f} / {t['raw start s']:.1f}" for m, t in table.items())
+    )
+    print(
+        f"epochs timed inside the {high}-epoch processes (all but the first; train.py's own epoch lines), "
+        "framework / raw s: "
+        + ", ".join(
+            f"{m} {t['framework inside s/epoch']:.2f} / {t['raw inside s/epoch']:.2f} = {t['framework/raw inside']:.3f}"
+            for m, t in table.items()
+        )
     )
     if args.json:
         args.json.write_text(json.dumps(table, indent=2))

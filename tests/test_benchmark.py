@@ -176,6 +176,9 @@ def test_epoch_slope_times_whole_processes_of_each_side(mnist_dir, tmp_path):
     [row] = json.loads(out.read_text()).values()
     assert row["framework/raw"] == row["raw s/epoch"] / row["framework s/epoch"]
     assert row["before/raw"] == row["raw s/epoch"] / row["before s/epoch"]
+    assert row["framework/raw inside"] == row["raw inside s/epoch"] / row["framework inside s/epoch"]
+    for side in ("framework", "raw", "before"):
+        assert 0 < row[f"{side} inside s/epoch"] < row[f"{side} s/epoch"] + 5  # the second epoch of each 2-epoch run
     for side in ("framework", "raw", "before"):
         assert row[f"{side} peak MiB"] > 100  # each process's own, torch loaded
     assert result.stdout.splitlines()[0] == "before: the framework with fast_loop=false"
@@ -212,7 +215,27 @@ def test_the_plain_loop_of_the_slope_learns_and_validates_when_the_framework_doe
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["validations"] == validations
+    assert len(outcome["epoch_seconds"]) == 3 and all(seconds > 0 for seconds in outcome["epoch_seconds"])
     assert outcome["val/acc"] > 0.5 and outcome["test/acc"] > 0.5  # ten classes: chance is 0.1
+
+
+def test_epoch_slope_reads_the_epochs_each_process_timed(monkeypatch):
+    """train.py's epoch lines (mnistlab's ProgressBar writes them when its output is not a terminal) and the plain
+    loop's JSON: a change to either's format fails here, not only in the slow run above."""
+    from types import SimpleNamespace
+
+    from mnistlab.callbacks.progress import ProgressBar
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from epoch_slope import epochs_inside
+
+    trainer = SimpleNamespace(
+        max_epochs=2, max_steps=-1, current_epoch=1, global_step=20, progress_bar_metrics={"val/acc": 0.91}
+    )
+    lines = [ProgressBar.epoch_line(trainer, seconds) for seconds in (12.34, 0.4)]
+    output = "\n".join(["Epoch 0:  50%|#####  | 10/20", lines[0], "val/acc 0.91  (3.0 s)", lines[1], "run saved in x"])
+    assert epochs_inside("framework", output) == [12.34, 0.4]
+    assert epochs_inside("raw", 'noise\n{"validations": 2, "epoch_seconds": [1.5, 2.25]}\n') == [1.5, 2.25]
 
 
 def test_epoch_slope_refuses_an_unknown_preset():
