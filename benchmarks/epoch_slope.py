@@ -137,8 +137,13 @@ def raw_loop(epochs: int, overrides: list) -> None:
         if this_epoch or (epoch + 1 == epochs and validated_at != step):  # the last step too, as ValidateAtStop
             val_acc, validations, validated_at = accuracy(val), validations + 1, step
         epoch_seconds.append(time.perf_counter() - started)  # its validation included, as in train.py's epoch line
-    outcome = {"val/acc": val_acc, "test/acc": accuracy(test), "validations": validations}
-    print(json.dumps({**outcome, "epoch_seconds": epoch_seconds}))
+    outcome = {
+        "val/acc": val_acc,
+        "test/acc": accuracy(test),
+        "validations": validations,
+        "epoch_seconds": epoch_seconds,
+    }
+    print(json.dumps(outcome))
 
 
 EPOCH_LINE = re.compile(r"^epoch \d+(?:/\d+)?  step \d+.*  \((\d+(?:\.\d+)?) s\)$", re.MULTILINE)  # ProgressBar's
